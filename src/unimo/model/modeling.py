@@ -1,0 +1,495 @@
+"""The UNIMO unified-modal Transformer in Paddle dygraph, readable top to bottom.
+
+Structure (official implementation: ``src/model/unimo_finetune.py`` + ``transformer_encoder.py``):
+
+* text embeddings   word + position (positions start at 2, no segment embedding) -> LayerNorm(1e-5) -> dropout
+* image embeddings  fc(region feature) + fc(5-d location) -> its own LayerNorm -> dropout
+* sequence          [image ; object tags ; text]   (any part may be absent)
+* encoder           post-LN Transformer, erf GELU, additive mask (mask - 1) * 1e4 from a 0/1 matrix
+* poolers           text: [CLS] -> fc + ReLU; image: global row -> fc + ReLU
+* LM head           fc + GELU -> LayerNorm -> tied word embedding + own bias
+* task heads        classification / VE / retrieval match / VQA
+
+Every parameter corresponds one-to-one to a variable of the official static graph; ``OFFICIAL_NAMES`` (and the
+``official_name_map`` methods built on it) is the only place where that correspondence is written.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from .configuration import CONFIG_NAME, UnimoConfig
+
+WEIGHTS_NAME = "model_state.pdparams"
+MASK_NEG = -1e4  # official additive bias for blocked positions
+
+# ----------------------------------------------------------------------------------------------------------------
+# Official static-graph name  ->  local state-dict name (relative to the module that owns it). "{i}" = layer index.
+# ----------------------------------------------------------------------------------------------------------------
+OFFICIAL_NAMES: dict[str, dict[str, str]] = {
+    "backbone": {
+        "word_embedding": "word_embedding.weight",
+        "pos_embedding": "pos_embedding.weight",
+        "role_embedding": "role_embedding.weight",
+        "turn_embedding": "turn_embedding.weight",
+        "pre_encoder_layer_norm_scale": "pre_encoder_layer_norm.weight",
+        "pre_encoder_layer_norm_bias": "pre_encoder_layer_norm.bias",
+        "image_emb.w_0": "image_emb.weight",
+        "image_emb.b_0": "image_emb.bias",
+        "image_loc.w_0": "image_loc.weight",
+        "image_loc.b_0": "image_loc.bias",
+        "v_pre_encoder_layer_norm_scale": "v_pre_encoder_layer_norm.weight",
+        "v_pre_encoder_layer_norm_bias": "v_pre_encoder_layer_norm.bias",
+        "pooled_fc_text.w_0": "pooled_fc_text.weight",
+        "pooled_fc_text.b_0": "pooled_fc_text.bias",
+        "pooled_fc_image.w_0": "pooled_fc_image.weight",
+        "pooled_fc_image.b_0": "pooled_fc_image.bias",
+    },
+    "layer": {
+        "encoder_layer_{i}_multi_head_att_query_fc.w_0": "layers.{i}.query_fc.weight",
+        "encoder_layer_{i}_multi_head_att_query_fc.b_0": "layers.{i}.query_fc.bias",
+        "encoder_layer_{i}_multi_head_att_key_fc.w_0": "layers.{i}.key_fc.weight",
+        "encoder_layer_{i}_multi_head_att_key_fc.b_0": "layers.{i}.key_fc.bias",
+        "encoder_layer_{i}_multi_head_att_value_fc.w_0": "layers.{i}.value_fc.weight",
+        "encoder_layer_{i}_multi_head_att_value_fc.b_0": "layers.{i}.value_fc.bias",
+        "encoder_layer_{i}_multi_head_att_output_fc.w_0": "layers.{i}.output_fc.weight",
+        "encoder_layer_{i}_multi_head_att_output_fc.b_0": "layers.{i}.output_fc.bias",
+        "encoder_layer_{i}_post_att_layer_norm_scale": "layers.{i}.post_att_layer_norm.weight",
+        "encoder_layer_{i}_post_att_layer_norm_bias": "layers.{i}.post_att_layer_norm.bias",
+        "encoder_layer_{i}_ffn_fc_0.w_0": "layers.{i}.ffn_fc_0.weight",
+        "encoder_layer_{i}_ffn_fc_0.b_0": "layers.{i}.ffn_fc_0.bias",
+        "encoder_layer_{i}_ffn_fc_1.w_0": "layers.{i}.ffn_fc_1.weight",
+        "encoder_layer_{i}_ffn_fc_1.b_0": "layers.{i}.ffn_fc_1.bias",
+        "encoder_layer_{i}_post_ffn_layer_norm_scale": "layers.{i}.post_ffn_layer_norm.weight",
+        "encoder_layer_{i}_post_ffn_layer_norm_bias": "layers.{i}.post_ffn_layer_norm.bias",
+    },
+    "lm_head": {
+        "mask_lm_trans_fc.w_0": "mask_lm_trans_fc.weight",
+        "mask_lm_trans_fc.b_0": "mask_lm_trans_fc.bias",
+        "mask_lm_trans_layer_norm_scale": "mask_lm_trans_layer_norm.weight",
+        "mask_lm_trans_layer_norm_bias": "mask_lm_trans_layer_norm.bias",
+        "mask_lm_out_fc.b_0": "mask_lm_out_fc_bias",
+    },
+    # classification / regression: N = number of labels (regression: 1)
+    "cls_head": {"cls_out_{n}_w": "cls_out.weight", "cls_out_{n}_b": "cls_out.bias"},
+    "ve_head": {"cls_out_w_0": "cls_out_0.weight", "cls_out_b_0": "cls_out_0.bias",
+                "cls_out_w_1": "cls_out_1.weight", "cls_out_b_1": "cls_out_1.bias"},
+    "match_head": {"match_fc.w_0": "match_fc.weight", "match_fc.b_0": "match_fc.bias"},
+}
+
+
+def backbone_name_map(config: UnimoConfig, prefix: str = "") -> dict[str, str]:
+    """Official name -> local state-dict key for the backbone (embeddings, encoder, poolers)."""
+    mapping = {k: prefix + v for k, v in OFFICIAL_NAMES["backbone"].items()}
+    if not config.role_type_size:
+        mapping.pop("role_embedding")
+    if not config.turn_type_size:
+        mapping.pop("turn_embedding")
+    for i in range(config.num_hidden_layers):
+        for k, v in OFFICIAL_NAMES["layer"].items():
+            mapping[k.format(i=i)] = prefix + v.format(i=i)
+    return mapping
+
+
+def _trunc_normal(std: float) -> nn.initializer.Initializer:
+    return nn.initializer.TruncatedNormal(mean=0.0, std=std)
+
+
+def _linear(in_dim: int, out_dim: int, std: float) -> nn.Linear:
+    """fc with the official init: TruncatedNormal(std) weight stored [in, out], zero bias."""
+    return nn.Linear(in_dim, out_dim, weight_attr=paddle.ParamAttr(initializer=_trunc_normal(std)),
+                     bias_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)))
+
+
+def _activation(name: str):
+    if name == "gelu":
+        return lambda x: F.gelu(x, approximate=False)  # fluid gelu default: exact erf form
+    if name == "gelu_new":
+        return lambda x: F.gelu(x, approximate=True)
+    return F.relu
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Incremental decoding cache
+# ----------------------------------------------------------------------------------------------------------------
+class KVCache:
+    """Per-layer projected keys/values, [B, t, heads, head_dim], grown by one step per decoding call.
+
+    ``reorder(index)`` gathers along the batch axis (beam search reordering), as the official ``gather_idx``.
+    """
+
+    def __init__(self, num_layers: int):
+        self.keys: list[Optional[paddle.Tensor]] = [None] * num_layers
+        self.values: list[Optional[paddle.Tensor]] = [None] * num_layers
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys[0] is None else int(self.keys[0].shape[1])
+
+    def append(self, layer: int, k: paddle.Tensor, v: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        if self.keys[layer] is not None:
+            k = paddle.concat([self.keys[layer], k], axis=1)
+            v = paddle.concat([self.values[layer], v], axis=1)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def reorder(self, index: paddle.Tensor) -> None:
+        for i in range(len(self.keys)):
+            if self.keys[i] is not None:
+                self.keys[i] = paddle.gather(self.keys[i], index, axis=0)
+                self.values[i] = paddle.gather(self.values[i], index, axis=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoder layer
+# ----------------------------------------------------------------------------------------------------------------
+class UnimoEncoderLayer(nn.Layer):
+    """Post-LN block: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(FFN(x)))."""
+
+    def __init__(self, config: UnimoConfig):
+        super().__init__()
+        h, std = config.hidden_size, config.initializer_range
+        self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
+        self.query_fc = _linear(h, h, std)
+        self.key_fc = _linear(h, h, std)
+        self.value_fc = _linear(h, h, std)
+        self.output_fc = _linear(h, h, std)
+        self.post_att_layer_norm = nn.LayerNorm(h, epsilon=config.layer_norm_eps)
+        self.ffn_fc_0 = _linear(h, 4 * h, std)
+        self.ffn_fc_1 = _linear(4 * h, h, std)
+        self.post_ffn_layer_norm = nn.LayerNorm(h, epsilon=config.layer_norm_eps)
+        self.act = _activation(config.hidden_act)
+        self.hidden_dropout = config.hidden_dropout_prob
+        self.attention_dropout = config.attention_probs_dropout_prob
+
+    def _qkv(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        # One fused GEMM for Q, K and V (3x fewer kernel launches and a better-shaped matmul); the parameters stay
+        # separate so they map one-to-one to the official variables.
+        w = paddle.concat([self.query_fc.weight, self.key_fc.weight, self.value_fc.weight], axis=1)
+        b = paddle.concat([self.query_fc.bias, self.key_fc.bias, self.value_fc.bias], axis=0)
+        qkv = F.linear(x, w, b)
+        shape = [0, 0, 3, self.num_heads, self.head_dim]
+        qkv = qkv.reshape(shape)
+        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+    def forward(self, x: paddle.Tensor, attn_bias: Optional[paddle.Tensor], cache: Optional[KVCache] = None,
+                layer_index: int = 0) -> paddle.Tensor:
+        q, k, v = self._qkv(x)  # [B, T, heads, head_dim]
+        if cache is not None:
+            k, v = cache.append(layer_index, k, v)
+        attn = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_bias, dropout_p=self.attention_dropout if self.training else 0.0,
+            training=self.training)
+        attn = self.output_fc(attn.reshape([0, 0, self.num_heads * self.head_dim]))
+        x = self.post_att_layer_norm(x + F.dropout(attn, self.hidden_dropout, training=self.training))
+        ffn = self.ffn_fc_1(self.act(self.ffn_fc_0(x)))
+        return self.post_ffn_layer_norm(x + F.dropout(ffn, self.hidden_dropout, training=self.training))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pretrained-model plumbing (save / load / official names)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class LoadReport:
+    missing: list[str]
+    unexpected: list[str]
+
+    def __str__(self) -> str:
+        return f"missing={self.missing} unexpected={self.unexpected}"
+
+
+class UnimoPretrainedModel(nn.Layer):
+    """Base class: ``save_pretrained`` / ``from_pretrained`` in the PaddleNLP layout
+    (``model_config.json`` + ``model_state.pdparams``) and the official-name map."""
+
+    base_model_prefix = "unimo"
+    config: UnimoConfig
+
+    def init_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments besides the config (saved into the config so ``from_pretrained`` rebuilds it)."""
+        return {}
+
+    def official_name_map(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def save_pretrained(self, directory: str) -> None:
+        """Write atomically: into a temporary directory, renamed at the end (no partial checkpoint)."""
+        import shutil
+        import tempfile
+
+        parent = os.path.dirname(os.path.abspath(directory)) or "."
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-save-", dir=parent)
+        try:
+            config = self.config.copy()
+            config.extra = dict(config.extra, architecture=type(self).__name__, init_kwargs=self.init_kwargs())
+            config.save_pretrained(tmp)
+            paddle.save(self.state_dict(), os.path.join(tmp, WEIGHTS_NAME))
+            if os.path.isdir(directory):
+                for name in (CONFIG_NAME, WEIGHTS_NAME):
+                    if os.path.exists(os.path.join(directory, name)):
+                        os.remove(os.path.join(directory, name))
+                for name in os.listdir(tmp):
+                    os.replace(os.path.join(tmp, name), os.path.join(directory, name))
+                os.rmdir(tmp)
+            else:
+                os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def from_pretrained(cls, directory: str, config: Optional[UnimoConfig] = None, strict: bool = False,
+                        **kwargs: Any) -> "UnimoPretrainedModel":
+        """Build from ``directory`` and load its weights. A backbone checkpoint loads into a task model (heads stay
+        initialised) and a task checkpoint loads into the backbone (heads ignored); ``model.load_report`` lists
+        both. ``strict=True`` raises instead."""
+        config = config or UnimoConfig.from_pretrained(directory)
+        saved_kwargs = dict(config.extra.get("init_kwargs", {})) if config.extra.get("architecture") == cls.__name__ \
+            else {}
+        saved_kwargs.update(kwargs)
+        model = cls(config, **saved_kwargs)
+        path = os.path.join(directory, WEIGHTS_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
+        model.load_report = model.load_weights(paddle.load(path), strict=strict)
+        return model
+
+    def load_weights(self, state: dict[str, Any], strict: bool = False) -> LoadReport:
+        own = self.state_dict()
+        prefix = self.base_model_prefix + "."
+        is_task_model = isinstance(getattr(self, self.base_model_prefix, None), UnimoModel)
+        adapted: dict[str, Any] = {}
+        for key, value in state.items():
+            if key not in own:
+                if is_task_model and prefix + key in own:
+                    key = prefix + key  # backbone checkpoint -> task model
+                elif key.startswith(prefix) and key[len(prefix):] in own:
+                    key = key[len(prefix):]  # task checkpoint -> backbone
+            adapted[key] = value
+        unexpected = sorted(k for k in adapted if k not in own)
+        missing = sorted(k for k in own if k not in adapted)
+        mismatched = [f"{k}: checkpoint {list(adapted[k].shape)} vs model {list(own[k].shape)}"
+                      for k in adapted if k in own and list(adapted[k].shape) != list(own[k].shape)]
+        if mismatched:
+            raise ValueError("shape mismatch while loading weights: " + "; ".join(mismatched))
+        if strict and (missing or unexpected):
+            raise ValueError(f"strict load failed: missing {missing}, unexpected {unexpected}")
+        self.set_state_dict({k: v for k, v in adapted.items() if k in own})
+        return LoadReport(missing=missing, unexpected=unexpected)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The backbone
+# ----------------------------------------------------------------------------------------------------------------
+class UnimoModel(UnimoPretrainedModel):
+    """Embeddings + encoder + poolers.
+
+    ``forward`` returns the sequence output [B, T, H] with image rows first, then object tags, then text.
+    ``attention_mask`` is a 0/1 matrix [B, T, T_keys] (1 = may attend), T_keys including cached positions.
+    """
+
+    def __init__(self, config: UnimoConfig):
+        super().__init__()
+        self.config = config
+        h, std = config.hidden_size, config.initializer_range
+        emb_attr = lambda: paddle.ParamAttr(initializer=_trunc_normal(std))  # noqa: E731
+        self.word_embedding = nn.Embedding(config.vocab_size, h, weight_attr=emb_attr())
+        self.pos_embedding = nn.Embedding(config.max_position_embeddings, h, weight_attr=emb_attr())
+        if config.role_type_size:
+            self.role_embedding = nn.Embedding(config.role_type_size, h, weight_attr=emb_attr())
+        if config.turn_type_size:
+            self.turn_embedding = nn.Embedding(config.turn_type_size, h, weight_attr=emb_attr())
+        self.pre_encoder_layer_norm = nn.LayerNorm(h, epsilon=config.layer_norm_eps)
+        self.image_emb = _linear(config.image_embedding_size, h, std)
+        self.image_loc = _linear(5, h, std)
+        self.v_pre_encoder_layer_norm = nn.LayerNorm(h, epsilon=config.layer_norm_eps)
+        self.layers = nn.LayerList([UnimoEncoderLayer(config) for _ in range(config.num_hidden_layers)])
+        self.pooled_fc_text = _linear(h, h, std)
+        self.pooled_fc_image = _linear(h, h, std)
+        self.dropout = config.hidden_dropout_prob
+
+    def official_name_map(self) -> dict[str, str]:
+        return backbone_name_map(self.config)
+
+    # -------------------------------------------------------------- embeddings
+    def embed_text_raw(self, input_ids: paddle.Tensor, position_ids: paddle.Tensor,
+                       role_ids: Optional[paddle.Tensor] = None,
+                       turn_ids: Optional[paddle.Tensor] = None) -> paddle.Tensor:
+        """word + position (+ role + turn) before LayerNorm: where the official adversarial delta is added."""
+        emb = self.word_embedding(input_ids) + self.pos_embedding(position_ids)
+        if role_ids is not None and self.config.role_type_size:
+            emb = emb + self.role_embedding(role_ids)
+        if turn_ids is not None and self.config.turn_type_size:
+            emb = emb + self.turn_embedding(turn_ids)
+        return emb
+
+    def embed_text(self, raw: paddle.Tensor) -> paddle.Tensor:
+        return F.dropout(self.pre_encoder_layer_norm(raw), self.dropout, training=self.training)
+
+    def embed_image(self, image_features: paddle.Tensor, image_locations: paddle.Tensor) -> paddle.Tensor:
+        emb = self.image_emb(image_features) + self.image_loc(image_locations)
+        return F.dropout(self.v_pre_encoder_layer_norm(emb), self.dropout, training=self.training)
+
+    # -------------------------------------------------------------- forward
+    def forward(self, input_ids: Optional[paddle.Tensor] = None, position_ids: Optional[paddle.Tensor] = None,
+                image_features: Optional[paddle.Tensor] = None, image_locations: Optional[paddle.Tensor] = None,
+                attention_mask: Optional[paddle.Tensor] = None, obj_input_ids: Optional[paddle.Tensor] = None,
+                obj_position_ids: Optional[paddle.Tensor] = None, role_ids: Optional[paddle.Tensor] = None,
+                turn_ids: Optional[paddle.Tensor] = None, text_embedding_delta: Optional[paddle.Tensor] = None,
+                image_feature_delta: Optional[paddle.Tensor] = None,
+                cache: Optional[KVCache] = None) -> paddle.Tensor:
+        parts = []
+        if image_features is not None:
+            if image_locations is None:
+                raise ValueError("image_features given without image_locations")
+            feats = image_features if image_feature_delta is None else image_features + image_feature_delta
+            parts.append(self.embed_image(feats, image_locations))
+        if obj_input_ids is not None:
+            parts.append(self.embed_text(self.embed_text_raw(obj_input_ids, obj_position_ids)))
+        if input_ids is not None:
+            if position_ids is None:
+                position_ids = paddle.arange(2, 2 + input_ids.shape[1], dtype="int64").expand_as(input_ids)
+            raw = self.embed_text_raw(input_ids, position_ids, role_ids, turn_ids)
+            if text_embedding_delta is not None:
+                raw = raw + text_embedding_delta
+            parts.append(self.embed_text(raw))
+        if not parts:
+            raise ValueError("UnimoModel needs input_ids and/or image_features")
+        x = parts[0] if len(parts) == 1 else paddle.concat(parts, axis=1)
+
+        if attention_mask is None:
+            attn_bias = None  # every position sees every other (and every cached) position
+        else:
+            mask = attention_mask.astype(x.dtype)
+            if mask.ndim == 2:  # [B, T_keys] validity row -> same row for every query
+                mask = mask.unsqueeze(1)
+            attn_bias = ((1.0 - mask) * MASK_NEG).unsqueeze(1)  # [B, 1, T, T_keys]: 0 visible, -1e4 blocked
+        for i, layer in enumerate(self.layers):
+            x = layer(x, attn_bias, cache, i)
+        return x
+
+    def init_cache(self) -> KVCache:
+        return KVCache(self.config.num_hidden_layers)
+
+    # -------------------------------------------------------------- poolers
+    def pool_text(self, sequence_output: paddle.Tensor, text_start: int = 0) -> paddle.Tensor:
+        """ReLU(fc(h[CLS])); ``text_start`` = index of the text [CLS] (= number of image/object rows)."""
+        return F.relu(self.pooled_fc_text(sequence_output[:, text_start]))
+
+    def pool_image(self, sequence_output: paddle.Tensor) -> paddle.Tensor:
+        """ReLU(fc(h[IMG])): row 0 is the global (mean) region."""
+        return F.relu(self.pooled_fc_image(sequence_output[:, 0]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Heads
+# ----------------------------------------------------------------------------------------------------------------
+class UnimoLMHead(nn.Layer):
+    """fc + GELU -> LayerNorm -> logits with the tied word embedding and its own bias."""
+
+    def __init__(self, config: UnimoConfig, word_embedding: nn.Embedding):
+        super().__init__()
+        h = config.hidden_size
+        self.mask_lm_trans_fc = _linear(h, h, config.initializer_range)
+        self.mask_lm_trans_layer_norm = nn.LayerNorm(h, epsilon=config.layer_norm_eps)
+        self.mask_lm_out_fc_bias = self.create_parameter(
+            [config.vocab_size], is_bias=True, default_initializer=nn.initializer.Constant(0.0))
+        self.act = _activation(config.hidden_act)
+        self._word_embedding = [word_embedding]  # a list: not registered twice as a sub-layer
+
+    def forward(self, hidden: paddle.Tensor) -> paddle.Tensor:
+        h = self.mask_lm_trans_layer_norm(self.act(self.mask_lm_trans_fc(hidden)))
+        return paddle.matmul(h, self._word_embedding[0].weight, transpose_y=True) + self.mask_lm_out_fc_bias
+
+
+def _prefixed(mapping: dict[str, str], prefix: str) -> dict[str, str]:
+    return {k: prefix + v for k, v in mapping.items()}
+
+
+class UnimoForGeneration(UnimoPretrainedModel):
+    """Backbone + tied LM head: text seq2seq (CNN/DM, Gigaword, SQuAD-QG, CoQA) and image captioning."""
+
+    def __init__(self, config: UnimoConfig):
+        super().__init__()
+        self.config = config
+        self.unimo = UnimoModel(config)
+        self.lm_head = UnimoLMHead(config, self.unimo.word_embedding)
+
+    def official_name_map(self) -> dict[str, str]:
+        return {**backbone_name_map(self.config, "unimo."), **_prefixed(OFFICIAL_NAMES["lm_head"], "lm_head.")}
+
+    def forward(self, **inputs: Any) -> paddle.Tensor:
+        return self.unimo(**inputs)
+
+
+class UnimoForSequenceClassification(UnimoPretrainedModel):
+    """Text pooler -> dropout -> ``cls_out_{N}``: GLUE classification (N labels) and regression (N = 1)."""
+
+    def __init__(self, config: UnimoConfig, num_labels: int = 2):
+        super().__init__()
+        self.config, self.num_labels = config, num_labels
+        self.unimo = UnimoModel(config)
+        self.cls_out = _linear(config.hidden_size, num_labels, config.initializer_range)
+
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels}
+
+    def official_name_map(self) -> dict[str, str]:
+        head = {k.format(n=self.num_labels): v for k, v in OFFICIAL_NAMES["cls_head"].items()}
+        return {**backbone_name_map(self.config, "unimo."), **head}
+
+    def forward(self, input_ids: paddle.Tensor, position_ids: Optional[paddle.Tensor] = None,
+                attention_mask: Optional[paddle.Tensor] = None) -> paddle.Tensor:
+        seq = self.unimo(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask)
+        pooled = F.dropout(self.unimo.pool_text(seq), self.config.hidden_dropout_prob, training=self.training)
+        return self.cls_out(pooled)
+
+
+class UnimoForVisualEntailment(UnimoPretrainedModel):
+    """(pooled text + pooled image) -> fc 2048 (no activation, as official) -> dropout -> fc 3."""
+
+    def __init__(self, config: UnimoConfig, num_labels: int = 3, hidden: int = 2048):
+        super().__init__()
+        self.config, self.num_labels, self.hidden = config, num_labels, hidden
+        self.unimo = UnimoModel(config)
+        self.cls_out_0 = _linear(config.hidden_size, hidden, config.initializer_range)
+        self.cls_out_1 = _linear(hidden, num_labels, config.initializer_range)
+
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels, "hidden": self.hidden}
+
+    def official_name_map(self) -> dict[str, str]:
+        return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["ve_head"]}
+
+    def forward(self, num_image_rows: int, **inputs: Any) -> paddle.Tensor:
+        seq = self.unimo(**inputs)
+        fused = self.unimo.pool_text(seq, num_image_rows) + self.unimo.pool_image(seq)
+        h = F.dropout(self.cls_out_0(fused), self.config.hidden_dropout_prob, training=self.training)
+        return self.cls_out_1(h)
+
+
+class UnimoForRetrieval(UnimoPretrainedModel):
+    """score = match_fc(dropout(pooled_text * pooled_image)) (official fusion "mul")."""
+
+    def __init__(self, config: UnimoConfig):
+        super().__init__()
+        self.config = config
+        self.unimo = UnimoModel(config)
+        self.match_fc = nn.Linear(config.hidden_size, 1, weight_attr=paddle.ParamAttr(
+            initializer=nn.initializer.XavierUniform()))
+
+    def official_name_map(self) -> dict[str, str]:
+        return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["match_head"]}
+
+    def forward(self, num_image_rows: int, **inputs: Any) -> paddle.Tensor:
+        seq = self.unimo(**inputs)
+        fused = self.unimo.pool_text(seq, num_image_rows) * self.unimo.pool_image(seq)
+        fused = F.dropout(fused, self.config.attention_probs_dropout_prob, training=self.training)
+        return self.match_fc(fused).squeeze(-1)

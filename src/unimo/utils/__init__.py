@@ -1,0 +1,3 @@
+from .env import setup_cpu_env
+
+__all__ = ["setup_cpu_env"]

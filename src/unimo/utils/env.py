@@ -1,0 +1,40 @@
+"""Process environment for fast CPU execution.
+
+Paddle's bundled MKL takes a slow code path on AMD CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` is set, and Paddle
+forces ``OMP_NUM_THREADS=1`` when the variable is unset. Both must be in the environment *before* paddle is
+imported, so every entry point (the package itself, CLIs, scripts, tests, benchmarks) calls
+:func:`setup_cpu_env` first. Values the user already set are never overridden.
+"""
+from __future__ import annotations
+
+import os
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _local_process_count() -> int:
+    """Number of processes sharing this machine under ``paddle.distributed.launch`` (1 otherwise)."""
+    for key in ("PADDLE_LOCAL_SIZE", "PADDLE_TRAINERS_NUM"):
+        value = os.environ.get(key)
+        if value and value.isdigit() and int(value) > 0:
+            return int(value)
+    endpoints = os.environ.get("PADDLE_TRAINER_ENDPOINTS")
+    if endpoints:
+        return max(1, len([e for e in endpoints.split(",") if e]))
+    return 1
+
+
+def setup_cpu_env() -> dict[str, str]:
+    """Set ``MKL_DEBUG_CPU_TYPE`` and ``OMP_NUM_THREADS`` unless already set; return the values in effect."""
+    os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+    if "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, _available_cores() // _local_process_count())
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    # Paddle prints a noisy warning for every process on CPU-only machines otherwise.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    return {k: os.environ[k] for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")}
