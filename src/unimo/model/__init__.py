@@ -1,7 +1,17 @@
+"""Model package. ``UnimoConfig`` is light; the paddle modules load on first use (keeps CLIs and readers fast)."""
 from .configuration import UnimoConfig
-from .modeling import (KVCache, UnimoForGeneration, UnimoForRetrieval, UnimoForSequenceClassification,
-                       UnimoForVisualEntailment, UnimoLMHead, UnimoModel, UnimoPretrainedModel, backbone_name_map)
 
-__all__ = ["UnimoConfig", "UnimoModel", "UnimoPretrainedModel", "UnimoLMHead", "UnimoForGeneration",
-           "UnimoForSequenceClassification", "UnimoForVisualEntailment", "UnimoForRetrieval", "KVCache",
-           "backbone_name_map"]
+_MODELING = {"KVCache", "UnimoForGeneration", "UnimoForRetrieval", "UnimoForSequenceClassification",
+             "UnimoForVisualEntailment", "UnimoLMHead", "UnimoModel", "UnimoPretrainedModel", "backbone_name_map",
+             "OFFICIAL_NAMES"}
+
+
+def __getattr__(name: str):
+    if name in _MODELING:
+        from . import modeling
+
+        return getattr(modeling, name)
+    raise AttributeError(f"module 'unimo.model' has no attribute {name!r}")
+
+
+__all__ = ["UnimoConfig", *sorted(_MODELING)]
