@@ -446,10 +446,19 @@ class UnimoForSequenceClassification(UnimoPretrainedModel):
         return {**backbone_name_map(self.config, "unimo."), **head}
 
     def forward(self, input_ids: paddle.Tensor, position_ids: Optional[paddle.Tensor] = None,
-                attention_mask: Optional[paddle.Tensor] = None) -> paddle.Tensor:
+                attention_mask: Optional[paddle.Tensor] = None, labels: Optional[paddle.Tensor] = None):
+        """Logits [B, N]; with ``labels``, ``(loss, logits)``: softmax CE (classification) or mean squared error
+        (regression, N = 1), as the official heads."""
         seq = self.unimo(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask)
         pooled = F.dropout(self.unimo.pool_text(seq), self.config.hidden_dropout_prob, training=self.training)
-        return self.cls_out(pooled)
+        logits = self.cls_out(pooled)
+        if labels is None:
+            return logits
+        if self.num_labels == 1:
+            loss = F.mse_loss(logits.squeeze(-1), labels.astype(logits.dtype))
+        else:
+            loss = F.cross_entropy(logits, labels.reshape([-1]).astype("int64"))
+        return loss, logits
 
 
 class UnimoForVisualEntailment(UnimoPretrainedModel):

@@ -1,0 +1,104 @@
+"""Fine-tuning entry point, shared by every task. Launched by ``script/<task>/<dataset>/run.sh`` as
+``python -m paddle.distributed.launch .../unimo/finetune/run.py --config conf.yaml [KEY=value ...]``.
+
+Writes into ``output_dir``: checkpoints (PaddleNLP layout, resumable), ``best/`` (best dev checkpoint),
+``train_log.jsonl`` (losses, learning rate, eval metrics), predictions, and ``results.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import unimo  # noqa: F401  (CPU environment before paddle)
+
+DEFAULTS: dict[str, Any] = {
+    "task": None, "dataset": None, "data_dir": None, "train_file": None, "dev_file": None, "test_file": None,
+    "model_config": "model_files/config/unimo_base_en.json", "init_checkpoint": None, "vocab_dir": "model_files/dict",
+    "do_lower_case": False, "output_dir": None, "do_train": True, "do_eval": True, "do_test": False,
+    "resume_from_checkpoint": None, "hidden_dropout_prob": None, "attention_probs_dropout_prob": None,
+    "epochs": 1, "max_steps": -1, "batch_size": 16, "eval_batch_size": None, "learning_rate": 5e-5,
+    "warmup_ratio": 0.0, "warmup_steps": 0, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.98, "epsilon": 1e-6,
+    "max_grad_norm": 1.0, "gradient_accumulation_steps": 1, "logging_steps": 10, "eval_steps": 0,
+    "save_steps": 1000, "save_total_limit": 2, "seed": 1, "amp": "none", "amp_level": "O1", "recompute": False,
+    "num_workers": 0, "disable_tqdm": False, "visualdl": True, "eval_each_epoch": False,
+}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from unimo.utils.config import load_config, parse_overrides
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="task YAML (script/<task>/<dataset>/conf.yaml)")
+    args, rest = parser.parse_known_args(argv)
+    overrides = parse_overrides(rest)
+    from unimo.finetune.tasks import get_task_class
+
+    base = load_config(args.config)
+    task_cls = get_task_class(base.get("task") or "")
+    defaults = {**DEFAULTS, **getattr(task_cls, "defaults", {})}
+    cfg = load_config(args.config, overrides, defaults=defaults)
+    if cfg.get("eval_batch_size") is None:
+        cfg["eval_batch_size"] = cfg["batch_size"]
+    output_dir = cfg["output_dir"] or os.path.join("output", f"{cfg['task']}_{cfg.get('dataset') or 'run'}")
+    cfg["output_dir"] = output_dir
+
+    import paddle
+
+    from unimo.model.configuration import UnimoConfig
+    from unimo.tokenizer import UnimoTokenizer
+    from unimo.finetune.tasks.base import ListDataset
+    from unimo.finetune.trainer import UnimoTrainer, make_training_args
+
+    tokenizer = UnimoTokenizer.from_pretrained(cfg["vocab_dir"], do_lower_case=bool(cfg["do_lower_case"]))
+    model_config = UnimoConfig.from_json_file(cfg["model_config"])
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if cfg.get(key) is not None:
+            setattr(model_config, key, float(cfg[key]))
+    task = task_cls(cfg, tokenizer, output_dir)
+    training_args = make_training_args(cfg, output_dir)
+    paddle.seed(int(cfg["seed"]))
+    model = task.build_model(model_config)
+
+    train_data = ListDataset(task.load("train")) if cfg["do_train"] else None
+    trainer = UnimoTrainer(
+        model=model, args=training_args, train_dataset=train_data, data_collator=task.collate,
+        evaluate_fn=task.evaluate if (cfg["do_eval"] and task.has_split("dev")) else None,
+        key_metric=task.key_metric, greater_is_better=task.greater_is_better)
+    world = training_args.world_size
+    global_batch = int(cfg["batch_size"]) * int(cfg["gradient_accumulation_steps"]) * world
+    started = time.time()
+    if cfg["do_train"]:
+        trainer.train(resume_from_checkpoint=cfg["resume_from_checkpoint"])
+    results: dict[str, Any] = {}
+    if training_args.process_index == 0:
+        best_dir = os.path.join(output_dir, "best")
+        final_model = model
+        if cfg["do_train"] and os.path.isdir(best_dir):
+            final_model = type(model).from_pretrained(best_dir)
+        elif cfg["do_train"]:
+            model.save_pretrained(os.path.join(output_dir, "final"))
+        final_model.eval()
+        metrics: dict[str, Any] = {}
+        with paddle.no_grad():
+            for split, wanted in (("dev", cfg["do_eval"]), ("test", cfg["do_test"])):
+                if wanted and task.has_split(split):
+                    metrics[split] = task.evaluate(final_model, split)
+        results = {
+            "task": cfg["task"], "dataset": cfg.get("dataset"), "key_metric": task.key_metric, "metrics": metrics,
+            "best": {"step": trainer.best_step, task.key_metric: trainer.best_metric},
+            "eval_history": trainer.eval_history,
+            "checkpoint": best_dir if os.path.isdir(best_dir) else cfg.get("init_checkpoint"),
+            "global_batch_size": global_batch, "world_size": world,
+            "train_seconds": round(time.time() - started, 1), "config": cfg,
+        }
+        task.write_json("results.json", results)
+        print(json.dumps({"results": os.path.join(output_dir, "results.json"), "metrics": metrics}))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,97 @@
+"""A task = a reader (examples -> padded batches), a head (the model class), and a metric, in one place."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import paddle
+
+from ...model.configuration import UnimoConfig
+from ...tokenizer import UnimoTokenizer
+
+
+class ListDataset(paddle.io.Dataset):
+    def __init__(self, examples: Sequence[Any]):
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.examples[i]
+
+
+def pad_2d(rows: Sequence[Sequence[int]], pad: int, width: Optional[int] = None, dtype=np.int64) -> np.ndarray:
+    width = width or max(len(r) for r in rows)
+    out = np.full((len(rows), width), pad, dtype=dtype)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+class Task:
+    """Base class. Subclasses set ``model_class``/``key_metric`` and implement the reader and the metric."""
+
+    name = "task"
+    key_metric = "loss"
+    greater_is_better = True
+
+    def __init__(self, cfg: dict[str, Any], tokenizer: UnimoTokenizer, output_dir: str):
+        self.cfg, self.tokenizer, self.output_dir = cfg, tokenizer, output_dir
+
+    # -- data
+    def data_path(self, split: str) -> str:
+        key = f"{split}_file"
+        path = self.cfg.get(key)
+        if not path:
+            raise KeyError(f"config has no {key}")
+        if not os.path.isabs(path) and self.cfg.get("data_dir"):
+            path = os.path.join(self.cfg["data_dir"], path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{key}: {path} does not exist")
+        return path
+
+    def has_split(self, split: str) -> bool:
+        return bool(self.cfg.get(f"{split}_file"))
+
+    def load(self, split: str) -> list[Any]:
+        raise NotImplementedError
+
+    def collate(self, examples: Sequence[Any]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    # -- model
+    def build_model(self, config: UnimoConfig):
+        raise NotImplementedError
+
+    def load_or_init(self, model_cls, config: UnimoConfig, **kwargs: Any):
+        init = self.cfg.get("init_checkpoint")
+        if init:
+            model = model_cls.from_pretrained(init, config=config, **kwargs)
+            report = model.load_report
+            print(json.dumps({"init_checkpoint": init, "missing_initialised": report.missing,
+                              "unused_in_checkpoint": report.unexpected}))
+            return model
+        return model_cls(config, **kwargs)
+
+    # -- evaluation
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        raise NotImplementedError
+
+    def batches(self, examples: Sequence[Any], batch_size: int):
+        for i in range(0, len(examples), batch_size):
+            yield self.collate(examples[i:i + batch_size])
+
+    @staticmethod
+    def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, paddle.Tensor]:
+        return {k: paddle.to_tensor(v) for k, v in batch.items()}
+
+    def write_json(self, name: str, data: Any) -> str:
+        os.makedirs(self.output_dir, exist_ok=True)
+        path = os.path.join(self.output_dir, name)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, ensure_ascii=False)
+        os.replace(path + ".tmp", path)
+        return path
