@@ -1,0 +1,31 @@
+"""Oracle side of bench_model_step.py (runs in .venv-oracle): HF RoBERTa-base training step time in torch.
+
+usage: torch_roberta_step.py BATCH SEQ STEPS THREADS  -> prints JSON
+"""
+import json
+import sys
+import time
+
+import torch
+from transformers import RobertaConfig, RobertaModel
+
+batch, seq, steps, threads = map(int, sys.argv[1:5])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+cfg = RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                    intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5)
+model = RobertaModel(cfg, add_pooling_layer=False)
+model.train()
+opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
+ids = torch.randint(4, 50000, (batch, seq))
+times = []
+for i in range(steps + 1):
+    t0 = time.perf_counter()
+    out = model(input_ids=ids).last_hidden_state
+    loss = out.float().pow(2).mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if i:
+        times.append(time.perf_counter() - t0)
+print(json.dumps({"step_s": sorted(times)[len(times) // 2], "all": times, "threads": torch.get_num_threads()}))
