@@ -7,7 +7,8 @@ import pytest
 
 from unimo import masks
 from unimo.model.modeling import (UnimoForGeneration, UnimoForRetrieval, UnimoForSequenceClassification,
-                                  UnimoForVisualEntailment, UnimoModel)
+                                  UnimoForVisualEntailment, UnimoForVQA, UnimoModel,
+                                  circle_loss, label_smoothed_cross_entropy)
 
 
 @pytest.fixture()
@@ -67,7 +68,8 @@ def test_incremental_cache_equals_recompute(model):
 
 @pytest.mark.parametrize("cls,kwargs", [(UnimoModel, {}), (UnimoForGeneration, {}),
                                         (UnimoForSequenceClassification, {"num_labels": 3}),
-                                        (UnimoForVisualEntailment, {}), (UnimoForRetrieval, {})])
+                                        (UnimoForVisualEntailment, {}), (UnimoForRetrieval, {}),
+                                        (UnimoForVQA, {"num_answers": 7})])
 def test_official_name_map_is_a_bijection(tiny_config, cls, kwargs):
     m = cls(tiny_config, **kwargs)
     mapping = m.official_name_map()
@@ -128,3 +130,26 @@ def test_official_config_roundtrip(tmp_path):
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.extra["fusion_method"]) == (768, 12, "mul")
     cfg.save_pretrained(str(tmp_path))
     assert UnimoConfig.from_pretrained(str(tmp_path)) == cfg
+
+
+def test_label_smoothed_cross_entropy_matches_numpy():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4, 6)).astype("float32")
+    labels = np.array([0, 5, 2, 2])
+    eps = 0.1
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    target = np.full((4, 6), eps / 6) + (1 - eps) * np.eye(6)[labels]
+    expected = -(target * logp).sum(-1).mean()
+    got = float(label_smoothed_cross_entropy(_t(logits, "float32"), _t(labels), eps))
+    assert abs(got - expected) < 1e-6
+
+
+def test_circle_loss_matches_hand_computation():
+    sp = np.array([[0.7]])
+    sn = np.array([[0.1, 0.5]])
+    m = 0.2
+    ap = max(0.0, 1 + m - 0.7)
+    terms = [np.exp(max(0.0, s + m) * (s - m)) for s in (0.1, 0.5)]
+    expected = np.log(1 + sum(terms) * np.exp(-ap * (0.7 - (1 - m))))
+    got = float(circle_loss(_t(sp, "float64"), _t(sn, "float64"), m))
+    assert abs(got - expected) < 1e-12

@@ -2,7 +2,7 @@
 from .configuration import UnimoConfig
 
 _MODELING = {"KVCache", "UnimoForGeneration", "UnimoForRetrieval", "UnimoForSequenceClassification",
-             "UnimoForVisualEntailment", "UnimoLMHead", "UnimoModel", "UnimoPretrainedModel", "backbone_name_map",
+             "UnimoForVisualEntailment", "UnimoForVQA", "UnimoLMHead", "UnimoModel", "UnimoPretrainedModel", "backbone_name_map",
              "OFFICIAL_NAMES"}
 
 

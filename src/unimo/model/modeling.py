@@ -81,6 +81,10 @@ OFFICIAL_NAMES: dict[str, dict[str, str]] = {
     "ve_head": {"cls_out_w_0": "cls_out_0.weight", "cls_out_b_0": "cls_out_0.bias",
                 "cls_out_w_1": "cls_out_1.weight", "cls_out_b_1": "cls_out_1.bias"},
     "match_head": {"match_fc.w_0": "match_fc.weight", "match_fc.b_0": "match_fc.bias"},
+    # Heads the official release never had (VQA): names in the official style so export-legacy can write them.
+    "vqa_head": {"vqa_fc_0.w_0": "vqa_fc_0.weight", "vqa_fc_0.b_0": "vqa_fc_0.bias",
+                 "vqa_layer_norm_scale": "vqa_layer_norm.weight", "vqa_layer_norm_bias": "vqa_layer_norm.bias",
+                 "vqa_fc_1.w_0": "vqa_fc_1.weight", "vqa_fc_1.b_0": "vqa_fc_1.bias"},
 }
 
 
@@ -409,6 +413,15 @@ class UnimoLMHead(nn.Layer):
         return paddle.matmul(h, self._word_embedding[0].weight, transpose_y=True) + self.mask_lm_out_fc_bias
 
 
+def label_smoothed_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor, epsilon: float = 0.0) -> paddle.Tensor:
+    """Mean over tokens of CE against (1 - eps) * onehot + eps / V (official seq2seq/img2txt soft labels)."""
+    logp = F.log_softmax(logits.astype("float32"), axis=-1)
+    nll = -paddle.take_along_axis(logp, labels.astype("int64").unsqueeze(-1), axis=-1).squeeze(-1)
+    if epsilon <= 0:
+        return nll.mean()
+    return ((1.0 - epsilon) * nll - epsilon * logp.mean(axis=-1)).mean()
+
+
 def _prefixed(mapping: dict[str, str], prefix: str) -> dict[str, str]:
     return {k: prefix + v for k, v in mapping.items()}
 
@@ -425,8 +438,15 @@ class UnimoForGeneration(UnimoPretrainedModel):
     def official_name_map(self) -> dict[str, str]:
         return {**backbone_name_map(self.config, "unimo."), **_prefixed(OFFICIAL_NAMES["lm_head"], "lm_head.")}
 
-    def forward(self, **inputs: Any) -> paddle.Tensor:
-        return self.unimo(**inputs)
+    def forward(self, labels: Optional[paddle.Tensor] = None, label_positions: Optional[paddle.Tensor] = None,
+                label_smoothing: float = 0.0, **inputs: Any):
+        """Sequence output; with ``labels`` [N] and ``label_positions`` [N] (flattened indices into [B*T], the
+        official ``tgt_pos``), the label-smoothed cross-entropy of the tied LM head at those positions."""
+        seq = self.unimo(**inputs)
+        if labels is None:
+            return seq
+        hidden = paddle.gather(seq.reshape([-1, seq.shape[-1]]), label_positions.reshape([-1]), axis=0)
+        return label_smoothed_cross_entropy(self.lm_head(hidden), labels.reshape([-1]), float(label_smoothing))
 
 
 class UnimoForSequenceClassification(UnimoPretrainedModel):
@@ -477,11 +497,15 @@ class UnimoForVisualEntailment(UnimoPretrainedModel):
     def official_name_map(self) -> dict[str, str]:
         return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["ve_head"]}
 
-    def forward(self, num_image_rows: int, **inputs: Any) -> paddle.Tensor:
+    def forward(self, labels: Optional[paddle.Tensor] = None, **inputs: Any):
+        """Logits [B, 3]; with ``labels``, ``(softmax CE, logits)``. Image rows come first in the sequence."""
         seq = self.unimo(**inputs)
-        fused = self.unimo.pool_text(seq, num_image_rows) + self.unimo.pool_image(seq)
+        fused = self.unimo.pool_text(seq, inputs["image_features"].shape[1]) + self.unimo.pool_image(seq)
         h = F.dropout(self.cls_out_0(fused), self.config.hidden_dropout_prob, training=self.training)
-        return self.cls_out_1(h)
+        logits = self.cls_out_1(h)
+        if labels is None:
+            return logits
+        return F.cross_entropy(logits, labels.reshape([-1]).astype("int64")), logits
 
 
 class UnimoForRetrieval(UnimoPretrainedModel):
@@ -497,8 +521,59 @@ class UnimoForRetrieval(UnimoPretrainedModel):
     def official_name_map(self) -> dict[str, str]:
         return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["match_head"]}
 
-    def forward(self, num_image_rows: int, **inputs: Any) -> paddle.Tensor:
+    def forward(self, group_size: Optional[int] = None, margin: float = 0.2, scale: float = 1.0, **inputs: Any):
+        """Scores [B]; with ``group_size`` = 1 + negatives (rows grouped as official: positive, 10 negative images,
+        10 negative captions), the official circle loss averaged over the two negative kinds."""
         seq = self.unimo(**inputs)
-        fused = self.unimo.pool_text(seq, num_image_rows) * self.unimo.pool_image(seq)
+        fused = self.unimo.pool_text(seq, inputs["image_features"].shape[1]) * self.unimo.pool_image(seq)
         fused = F.dropout(fused, self.config.attention_probs_dropout_prob, training=self.training)
-        return self.match_fc(fused).squeeze(-1)
+        scores = self.match_fc(fused).squeeze(-1)
+        if group_size is None:
+            return scores
+        grouped = scores.reshape([-1, int(group_size)]).astype("float64")
+        pos, negs = grouped[:, :1], grouped[:, 1:]
+        half = negs.shape[1] // 2
+        loss = (circle_loss(pos, negs[:, :half], margin, scale) + circle_loss(pos, negs[:, half:], margin, scale)) / 2
+        return loss.astype("float32"), scores
+
+
+def circle_loss(sp: paddle.Tensor, sn: paddle.Tensor, margin: float = 0.2, scale: float = 1.0) -> paddle.Tensor:
+    """Official retrieval loss: ap = relu(1 + m - sp), an = relu(sn + m) (both detached),
+    loss = log(1 + sum_n exp(scale * an * (sn - m)) * exp(-scale * ap * (sp - (1 - m)))), averaged over the batch."""
+    ap = F.relu(1.0 + margin - sp).detach()
+    an = F.relu(sn + margin).detach()
+    logit_p = -scale * ap * (sp - (1.0 - margin))
+    logit_n = scale * an * (sn - margin)
+    return F.softplus(paddle.logsumexp(logit_n, axis=1, keepdim=True) + logit_p).mean()
+
+
+class UnimoForVQA(UnimoPretrainedModel):
+    """VQA (not in the official release): full cross-modal attention over [image ; question];
+    (pooled text + pooled image) -> fc 2H + GELU -> LayerNorm -> fc over the answer vocabulary; binary
+    cross-entropy against the soft scores (the VQA-accuracy of each answer), scaled by the number of answers as
+    UNITER/VILLA do so that the gradient does not vanish with 3,129 outputs."""
+
+    def __init__(self, config: UnimoConfig, num_answers: int = 3129):
+        super().__init__()
+        self.config, self.num_answers = config, num_answers
+        h, std = config.hidden_size, config.initializer_range
+        self.unimo = UnimoModel(config)
+        self.vqa_fc_0 = _linear(h, 2 * h, std)
+        self.vqa_layer_norm = nn.LayerNorm(2 * h, epsilon=config.layer_norm_eps)
+        self.vqa_fc_1 = _linear(2 * h, num_answers, std)
+
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"num_answers": self.num_answers}
+
+    def official_name_map(self) -> dict[str, str]:
+        return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["vqa_head"]}
+
+    def forward(self, labels: Optional[paddle.Tensor] = None, **inputs: Any):
+        seq = self.unimo(**inputs)
+        fused = self.unimo.pool_text(seq, inputs["image_features"].shape[1]) + self.unimo.pool_image(seq)
+        fused = F.dropout(fused, self.config.hidden_dropout_prob, training=self.training)
+        logits = self.vqa_fc_1(self.vqa_layer_norm(F.gelu(self.vqa_fc_0(fused))))
+        if labels is None:
+            return logits
+        loss = F.binary_cross_entropy_with_logits(logits, labels.astype(logits.dtype)) * self.num_answers
+        return loss, logits
