@@ -24,6 +24,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..utils.ops import log_softmax
 from .configuration import CONFIG_NAME, UnimoConfig
 
 WEIGHTS_NAME = "model_state.pdparams"
@@ -102,7 +103,8 @@ def backbone_name_map(config: UnimoConfig, prefix: str = "") -> dict[str, str]:
 
 
 def _trunc_normal(std: float) -> nn.initializer.Initializer:
-    return nn.initializer.TruncatedNormal(mean=0.0, std=std)
+    # Paddle 3 takes absolute cut-offs a/b (default +-2.0, i.e. no truncation at std 0.02); fluid cut at 2 std.
+    return nn.initializer.TruncatedNormal(mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
 
 
 def _linear(in_dim: int, out_dim: int, std: float) -> nn.Linear:
@@ -415,7 +417,7 @@ class UnimoLMHead(nn.Layer):
 
 def label_smoothed_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor, epsilon: float = 0.0) -> paddle.Tensor:
     """Mean over tokens of CE against (1 - eps) * onehot + eps / V (official seq2seq/img2txt soft labels)."""
-    logp = F.log_softmax(logits.astype("float32"), axis=-1)
+    logp = log_softmax(logits.astype("float32"), axis=-1)
     nll = -paddle.take_along_axis(logp, labels.astype("int64").unsqueeze(-1), axis=-1).squeeze(-1)
     if epsilon <= 0:
         return nll.mean()
@@ -511,9 +513,9 @@ class UnimoForVisualEntailment(UnimoPretrainedModel):
 class UnimoForRetrieval(UnimoPretrainedModel):
     """score = match_fc(dropout(pooled_text * pooled_image)) (official fusion "mul")."""
 
-    def __init__(self, config: UnimoConfig):
+    def __init__(self, config: UnimoConfig, margin: float = 0.2, scale: float = 1.0):
         super().__init__()
-        self.config = config
+        self.config, self.margin, self.scale = config, margin, scale
         self.unimo = UnimoModel(config)
         self.match_fc = nn.Linear(config.hidden_size, 1, weight_attr=paddle.ParamAttr(
             initializer=nn.initializer.XavierUniform()))
@@ -521,7 +523,10 @@ class UnimoForRetrieval(UnimoPretrainedModel):
     def official_name_map(self) -> dict[str, str]:
         return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["match_head"]}
 
-    def forward(self, group_size: Optional[int] = None, margin: float = 0.2, scale: float = 1.0, **inputs: Any):
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"margin": self.margin, "scale": self.scale}
+
+    def forward(self, group_size: Optional[Any] = None, **inputs: Any):
         """Scores [B]; with ``group_size`` = 1 + negatives (rows grouped as official: positive, 10 negative images,
         10 negative captions), the official circle loss averaged over the two negative kinds."""
         seq = self.unimo(**inputs)
@@ -530,7 +535,9 @@ class UnimoForRetrieval(UnimoPretrainedModel):
         scores = self.match_fc(fused).squeeze(-1)
         if group_size is None:
             return scores
-        grouped = scores.reshape([-1, int(group_size)]).astype("float64")
+        group = int(group_size.reshape([-1])[0]) if isinstance(group_size, paddle.Tensor) else int(group_size)
+        margin, scale = self.margin, self.scale
+        grouped = scores.reshape([-1, group]).astype("float64")
         pos, negs = grouped[:, :1], grouped[:, 1:]
         half = negs.shape[1] // 2
         loss = (circle_loss(pos, negs[:, :half], margin, scale) + circle_loss(pos, negs[:, half:], margin, scale)) / 2

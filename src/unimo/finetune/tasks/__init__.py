@@ -6,6 +6,12 @@ import importlib
 _REGISTRY = {
     "classification": ("classification", "ClassificationTask"),
     "regression": ("classification", "ClassificationTask"),
+    "visual_entailment": ("multimodal", "VisualEntailmentTask"),
+    "vqa": ("multimodal", "VQATask"),
+    "retrieval": ("multimodal", "RetrievalTask"),
+    "seq2seq": ("generation", "Seq2SeqTask"),
+    "dialog": ("generation", "Seq2SeqTask"),
+    "img2txt": ("generation", "CaptionTask"),
 }
 
 

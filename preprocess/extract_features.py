@@ -1,0 +1,208 @@
+"""Raw images -> region features in the canonical feature store (``unimo.reader.features.FeatureStore``).
+
+    python -m preprocess.extract_features --images DIR --output STORE --backend classic \
+        [--feature-dim 2048] [--max-boxes 36] [--min-boxes 10] [--fp16] [--skip-bad]
+    python -m preprocess.extract_features --images DIR --output STORE --backend grid --weights resnet50.pdparams
+
+Images are read with OpenCV (jpg, jpeg, png, bmp, webp, tif, tiff; ``--recursive`` descends into folders).
+The image id is the file name without extension, or the part matched by ``--image-id-regex`` (group 1; all-digit
+ids are normalised with ``int``, so ``COCO_val2014_000000391895.jpg`` with ``(\\d+)$`` becomes ``391895``, the
+id BUTD dumps use). An unreadable image or a duplicate id stops the run with an error naming the file, unless
+``--skip-bad`` skips and counts it. The store appears only when complete (written to a temporary name first).
+The last stdout line is a JSON summary (also written to ``--summary PATH``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import unimo  # noqa: F401  (CPU environment before paddle; the grid backend imports paddle)
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from preprocess.extractors import ExtractorError, available_backends, create_extractor
+from unimo.reader.features import FeatureStoreWriter, RegionFeatures
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class ImageReadError(ValueError):
+    """An image file OpenCV cannot decode (or an id clash)."""
+
+    def __init__(self, path: Path, reason: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.reason = reason
+
+
+def list_images(images_dir: str | os.PathLike, recursive: bool = False) -> tuple[list[Path], int]:
+    """Image files under ``images_dir`` sorted by relative path, and the number of other files ignored."""
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image directory not found: {root}")
+    entries = root.rglob("*") if recursive else root.iterdir()
+    images, ignored = [], 0
+    for p in entries:
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            images.append(p)
+        else:
+            ignored += 1
+    images.sort(key=lambda p: p.relative_to(root).as_posix())
+    return images, ignored
+
+
+def image_id_for(path: Path, pattern: re.Pattern | None) -> str:
+    """Image id from a file name (see the module docstring)."""
+    stem = path.stem
+    if pattern is None:
+        return stem
+    m = pattern.search(stem)
+    if m is None:
+        raise ImageReadError(path, "bad_image_id", f"file name {stem!r} does not match --image-id-regex "
+                                                   f"{pattern.pattern!r}")
+    value = m.group(1) if m.groups() else m.group(0)
+    return str(int(value)) if value.isdigit() else value
+
+
+def read_image(path: Path) -> np.ndarray:
+    """BGR uint8 image; raises :class:`ImageReadError` when OpenCV cannot decode the file."""
+    # imdecode on the bytes: cv2.imread returns None silently and cannot read non-ASCII paths on every platform
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(path, "unreadable", f"cannot read file ({exc.strerror})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ImageReadError(path, "unreadable", "not a decodable image (empty, truncated or not an image format "
+                                                 "OpenCV reads)")
+    return image
+
+
+def extract_directory(images_dir: str | os.PathLike, output: str | os.PathLike, backend: str = "classic",
+                      feature_dim: int = 2048, max_boxes: int | None = None, min_boxes: int | None = None,
+                      fp16: bool = False, weights: str | None = None, random_init: bool = False,
+                      skip_bad: bool = False, overwrite: bool = False, recursive: bool = False,
+                      image_id_regex: str | None = None, limit: int | None = None, progress: bool = True,
+                      **backend_options) -> dict:
+    """Run ``backend`` on every image of ``images_dir`` and write the store ``output``; returns the summary."""
+    t0 = time.perf_counter()
+    options = dict(feature_dim=feature_dim, fp16=fp16, weights=weights, random_init=random_init, **backend_options)
+    if max_boxes is not None:
+        options["max_boxes"] = max_boxes
+    if min_boxes is not None:
+        options["min_boxes"] = min_boxes
+    extractor = create_extractor(backend, **options)
+    if Path(output).exists() and not overwrite:
+        raise FileExistsError(f"output store {output} already exists (pass --overwrite)")
+    pattern = re.compile(image_id_regex) if image_id_regex else None
+    files, ignored = list_images(images_dir, recursive)
+    if limit is not None:
+        files = files[:limit]
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {images_dir}")
+    skipped: dict[str, int] = {}
+    bad_files: list[dict] = []
+    seen: dict[str, Path] = {}
+    counts: list[int] = []
+    extract_s = 0.0
+    dtype = "float16" if fp16 else "float32"
+    with FeatureStoreWriter(output, feature_dim=extractor.feature_dim, num_classes=extractor.num_classes,
+                            dtype=dtype, overwrite=overwrite) as writer:
+        for path in tqdm(files, desc=f"extract[{backend}]", unit="img", disable=not progress, file=sys.stderr):
+            try:
+                image_id = image_id_for(path, pattern)
+                if image_id in seen:
+                    raise ImageReadError(path, "duplicate_id",
+                                         f"image id {image_id!r} already used by {seen[image_id]}")
+                image = read_image(path)
+            except ImageReadError as err:
+                if not skip_bad:
+                    raise
+                skipped[err.reason] = skipped.get(err.reason, 0) + 1
+                if len(bad_files) < 100:
+                    bad_files.append({"file": str(path), "reason": err.reason, "message": str(err)})
+                continue
+            seen[image_id] = path
+            t1 = time.perf_counter()
+            regions = extractor.extract(image)
+            extract_s += time.perf_counter() - t1
+            h, w = image.shape[:2]
+            writer.add(RegionFeatures(image_id, w, h, regions.boxes, regions.features, cls_prob=regions.cls_prob,
+                                      obj_conf=regions.obj_conf))
+            counts.append(len(regions))
+        if not counts:
+            raise ImageReadError(Path(images_dir), "no_images", f"none of the {len(files)} image files could be read")
+    seconds = time.perf_counter() - t0
+    arr = np.asarray(counts)
+    return {
+        **extractor.describe(), "output": str(output), "dtype": dtype, "images_found": len(files),
+        "images_written": len(counts), "skipped": skipped, "bad_files": bad_files, "ignored_files": ignored,
+        "boxes": int(arr.sum()),
+        "boxes_per_image": {"min": int(arr.min()), "mean": round(float(arr.mean()), 3), "max": int(arr.max())},
+        "seconds": round(seconds, 3), "extract_ms_per_image": round(1000 * extract_s / len(counts), 3),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m preprocess.extract_features", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--output", required=True, help="feature store directory to create")
+    p.add_argument("--backend", default="classic", choices=available_backends())
+    p.add_argument("--feature-dim", type=int, default=2048)
+    p.add_argument("--max-boxes", type=int, default=None,
+                   help="most regions per image (classic: 36; grid: grid_size^2 + 1)")
+    p.add_argument("--min-boxes", type=int, default=None, help="fewest regions per image (classic: 10)")
+    p.add_argument("--conf-thresh", type=float, default=None,
+                   help="classic: keep proposals scoring at least this (BUTD rule, default 0.2)")
+    p.add_argument("--fp16", action="store_true",
+                   help="store features as float16; the grid backend also runs the CNN in float16 on a GPU")
+    p.add_argument("--weights", default=None, help="grid: paddle.vision ResNet state dict (.pdparams)")
+    p.add_argument("--random-init", action="store_true", help="grid: random weights (tests only)")
+    p.add_argument("--arch", default=None, help="grid: resnet18/34/50/101/152 (default resnet50)")
+    p.add_argument("--grid-size", type=int, default=None, help="grid: cells per side (default 6)")
+    p.add_argument("--input-size", type=int, default=None, help="grid: shorter image side fed to the CNN (448)")
+    p.add_argument("--image-id-regex", default=None,
+                   help=r"image id = group 1 of this regex on the file stem, e.g. '(\d+)$'")
+    p.add_argument("--recursive", action="store_true", help="also read images in sub-folders")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by path)")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count unreadable images instead of failing")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    p.add_argument("--summary", default=None, help="also write the JSON summary to this file")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    extra = {k: v for k, v in (("conf_thresh", args.conf_thresh), ("arch", args.arch), ("grid_size", args.grid_size),
+                               ("input_size", args.input_size)) if v is not None}
+    try:
+        summary = extract_directory(args.images, args.output, backend=args.backend, feature_dim=args.feature_dim,
+                                    max_boxes=args.max_boxes, min_boxes=args.min_boxes, fp16=args.fp16,
+                                    weights=args.weights, random_init=args.random_init, skip_bad=args.skip_bad,
+                                    overwrite=args.overwrite, recursive=args.recursive,
+                                    image_id_regex=args.image_id_regex, limit=args.limit,
+                                    progress=not args.no_progress, **extra)
+    except (ExtractorError, ImageReadError, FileNotFoundError, FileExistsError, re.error) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    text = json.dumps(summary)
+    if args.summary:
+        Path(args.summary).write_text(text + "\n")
+    print(text)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

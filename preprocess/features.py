@@ -1,0 +1,180 @@
+"""Convert region-feature dumps into the canonical feature store, and inspect a store.
+
+    python -m preprocess.features convert --input FILE_OR_DIR --input-format butd --output STORE [--fp16]
+                                          [--skip-bad] [--overwrite] [--no-class-probs] [--feature-dim 2048]
+                                          [--image-id-regex '(\\d+)$']
+    python -m preprocess.features inspect STORE [--image-id ID] [--top-k 10] [--objects-vocab objects_vocab.txt]
+
+Both print one JSON object on stdout (progress goes to stderr). Errors print ``error: ...`` and exit with 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import unimo  # noqa: F401  (environment setup before anything heavy; no paddle import)
+import numpy as np
+from tqdm import tqdm
+
+from unimo.reader.features import (FORMATS, FeatureFormatError, FeatureStore, FeatureStoreWriter, read_features)
+
+
+def _add(writer: FeatureStoreWriter, rec, skip_bad: bool, summary: dict) -> None:
+    """Add one image; with --skip-bad an image the store rejects (inconsistent fields, dimension) is counted."""
+    try:
+        writer.add(rec)
+    except ValueError as exc:
+        if not skip_bad:
+            raise
+        summary["skipped"]["store_rejected"] = summary["skipped"].get("store_rejected", 0) + 1
+        if len(summary["skipped_examples"]) < 10:
+            summary["skipped_examples"].append(str(exc))
+
+
+def convert(input_path: str, input_format: str, output: str, fp16: bool = False, skip_bad: bool = False,
+            overwrite: bool = False, class_probs: bool = True, feature_dim: int | None = None,
+            image_id_regex: str | None = None, progress: bool = True) -> dict:
+    """Stream ``input_path`` into a new store at ``output``; return the summary dict."""
+    summary: dict = {}
+    start = time.perf_counter()
+    records = read_features(input_path, input_format, skip_bad=skip_bad, summary=summary, feature_dim=feature_dim,
+                            image_id_regex=image_id_regex)
+    writer = None
+    pending = []  # images without boxes seen before the first one that fixes the feature dimension
+    dtype = "float16" if fp16 else "float32"
+    bar = tqdm(desc=f"convert {input_format}", unit="img", disable=not progress, file=sys.stderr)
+    try:
+        for rec in records:
+            if writer is None:
+                if rec.num_boxes == 0 and feature_dim is None:
+                    pending.append(rec)
+                    bar.update(1)
+                    continue
+                writer = FeatureStoreWriter(output, feature_dim or rec.feature_dim, dtype=dtype,
+                                            overwrite=overwrite, class_probs=class_probs)
+                for early in pending:
+                    _add(writer, early, skip_bad, summary)
+                pending.clear()
+            _add(writer, rec, skip_bad, summary)
+            bar.update(1)
+        if writer is None:
+            if feature_dim is None:
+                what = "only images without boxes" if pending else "no images"
+                raise FeatureFormatError(str(input_path), "empty", f"{what} were read; pass --feature-dim to "
+                                         "create the store anyway")
+            writer = FeatureStoreWriter(output, feature_dim, dtype=dtype, overwrite=overwrite,
+                                        class_probs=class_probs)
+            for early in pending:
+                _add(writer, early, skip_bad, summary)
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        bar.close()
+    store = FeatureStore.open(output)
+    elapsed = time.perf_counter() - start
+    return {
+        "output": str(Path(output)), "input": str(input_path), "input_format": input_format,
+        "dtype": store.dtype, "feature_dim": store.feature_dim, "num_classes": store.num_classes,
+        "fields": store.fields, "images": len(store), "images_read": summary.get("images", 0),
+        "boxes": int(store.meta["num_boxes"]),
+        "files": summary.get("files", 0), "lines": summary.get("lines", 0),
+        "repeated_lines": summary.get("repeated_lines", 0),
+        "skipped": summary.get("skipped", {}), "skipped_total": int(sum(summary.get("skipped", {}).values())),
+        "skipped_examples": summary.get("skipped_examples", []),
+        "seconds": round(elapsed, 3), "images_per_second": round(len(store) / elapsed, 2) if elapsed > 0 else None,
+    }
+
+
+def _stats(arr: np.ndarray) -> dict:
+    if arr.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    a = arr.astype(np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())}
+
+
+def _load_vocab(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return [line.rstrip("\n").split(",")[0] for line in fh]
+
+
+def inspect(store_path: str, image_id: str | None = None, top_k: int = 10, objects_vocab: str | None = None) -> dict:
+    """Store summary, or one image: size, boxes, feature statistics and the most confident object classes."""
+    store = FeatureStore.open(store_path)
+    if image_id is None:
+        ids = store.image_ids()
+        return {"store": str(store.path), "images": len(store), "boxes": int(store.meta["num_boxes"]),
+                "dtype": store.dtype, "feature_dim": store.feature_dim, "num_classes": store.num_classes,
+                "fields": store.fields, "first_image_ids": ids[:10]}
+    rec = store[image_id]
+    vocab = _load_vocab(objects_vocab)
+    top: list[dict] = []
+    pred = rec.object_predictions()
+    if pred is not None and rec.num_boxes:
+        obj_id, conf = pred
+        for i in np.argsort(-conf, kind="stable")[:top_k]:
+            entry = {"box": int(i), "class_id": int(obj_id[i]), "conf": float(conf[i])}
+            if vocab is not None:
+                entry["name"] = vocab[obj_id[i]] if 0 <= obj_id[i] < len(vocab) else None
+            top.append(entry)
+    return {
+        "store": str(store.path), "image_id": rec.image_id, "image_w": rec.image_w, "image_h": rec.image_h,
+        "num_boxes": rec.num_boxes, "feature_dim": rec.feature_dim, "boxes": rec.boxes.round(2).tolist(),
+        "features": _stats(rec.features), "has_class_probs": rec.cls_prob is not None,
+        "num_classes": None if rec.cls_prob is None else int(rec.cls_prob.shape[1]),
+        "has_object_predictions": pred is not None, "top_classes": top,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m preprocess.features", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("convert", help="convert a feature dump into a store")
+    c.add_argument("--input", required=True, help="file, .gz file or directory of them (uniter-npz: dir of .npz)")
+    c.add_argument("--input-format", required=True, choices=FORMATS)
+    c.add_argument("--output", required=True, help="store directory to create")
+    c.add_argument("--fp16", action="store_true", help="store features/class probabilities as float16")
+    c.add_argument("--skip-bad", action="store_true", help="skip bad records (counted in the summary)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing store at --output")
+    c.add_argument("--no-class-probs", action="store_true",
+                   help="do not store cls_prob/attr_prob (object ids/confidences are still kept)")
+    c.add_argument("--feature-dim", type=int, default=None, help="expected feature dimension (checked per image)")
+    c.add_argument("--image-id-regex", default=None,
+                   help="regex applied to the id field (group 1 or whole match; digits are int-normalised)")
+    c.add_argument("--no-progress", action="store_true")
+    i = sub.add_parser("inspect", help="print a store summary or one image as JSON")
+    i.add_argument("store")
+    i.add_argument("--image-id", default=None)
+    i.add_argument("--top-k", type=int, default=10)
+    i.add_argument("--objects-vocab", default=None, help="vg objects_vocab.txt to name the classes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "convert":
+            result = convert(args.input, args.input_format, args.output, fp16=args.fp16, skip_bad=args.skip_bad,
+                             overwrite=args.overwrite, class_probs=not args.no_class_probs,
+                             feature_dim=args.feature_dim, image_id_regex=args.image_id_regex,
+                             progress=not args.no_progress)
+        else:
+            result = inspect(args.store, args.image_id, args.top_k, args.objects_vocab)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Official Paddle 1.x checkpoints (``save_persistables`` directories) <-> our ``save_pretrained`` directories."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+
+from . import legacy_format as lf
+from .core import (REPORT_NAME, WEIGHTS_NAME, ConversionError, ConversionReport, atomic_directory,
+                   build_lazy_model, check_destination, expected_shapes, fresh_initializer, load_config,
+                   official_to_local, save_config, seeded, write_state_dict)
+from .names import adjust_config_for_checkpoint, detect_task, head_of, ignore_pattern, model_class_and_kwargs
+
+_FP32 = 5
+
+
+def _list_variables(src: str) -> list[str]:
+    if not os.path.isdir(src):
+        raise ConversionError(f"--src {src} is not a directory (expected a Paddle 1.x save_persistables directory)")
+    names = sorted(n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n)))
+    if not names:
+        raise ConversionError(f"--src {src} holds no files")
+    return names
+
+
+def _headers(src: str, names: list[str]) -> tuple[dict[str, lf.TensorHeader], dict[str, str]]:
+    """Headers of every file that may be a weight (ignored optimizer state is not opened), and the format errors
+    of those that could not be parsed (fatal only for variables the model uses)."""
+    headers, errors = {}, {}
+    for name in names:
+        if ignore_pattern(name):
+            continue
+        try:
+            headers[name] = lf.read_header(os.path.join(src, name))
+        except lf.LegacyFormatError as e:
+            errors[name] = str(e)
+    return headers, errors
+
+
+def convert_legacy(src: str, config_path: str, dst: str, task: Optional[str] = None,
+                   num_labels: Optional[int] = None, seed: int = 0, overwrite: bool = False,
+                   dry_run: bool = False) -> ConversionReport:
+    """Convert an official checkpoint directory into ``dst`` (``model_config.json``, ``model_state.pdparams``,
+    ``conversion_report.json``). Every problem (bad file, dtype, shape, config) is collected first and raised as
+    one :class:`ConversionError`; ``dst`` is then untouched."""
+    config = load_config(config_path)
+    if not dry_run:
+        check_destination(dst, overwrite)
+    names = _list_variables(src)
+    problems: list[str] = []
+    headers, bad_files = _headers(src, names)
+    shapes = {n: h.shape for n, h in headers.items()}
+    candidates = [n for n in names if not ignore_pattern(n)]  # unreadable head files still decide the task
+
+    report = ConversionReport(kind="legacy", src=src, dst=dst, seed=seed, dry_run=dry_run)
+    if task is None:
+        try:
+            choice = detect_task(candidates, shapes)
+        except ValueError as e:
+            raise ConversionError(f"{src}: {e}") from e
+        task = choice.task
+        num_labels = num_labels if num_labels is not None else choice.num_labels
+        report.notes.append(f"task detected: {task} ({choice.reason})")
+    try:
+        cls, kwargs = model_class_and_kwargs(task, num_labels, candidates, shapes)
+    except ValueError as e:
+        raise ConversionError(str(e)) from e
+    config, notes = adjust_config_for_checkpoint(config, shapes)
+    report.notes += notes
+    model = build_lazy_model(cls, config, kwargs)
+    report.task, report.model_class, report.init_kwargs = task, cls.__name__, model.init_kwargs()
+    to_local = official_to_local(model)
+    want = expected_shapes(model)
+
+    sources: dict[str, str] = {}  # our key -> official name
+    for name in names:
+        path = os.path.join(src, name)
+        if name in to_local:
+            key = to_local[name]
+            header = headers.get(name)
+            if header is None:
+                problems.append(bad_files[name])
+            elif header.dtype_code != _FP32:
+                problems.append(f"{path}: variable {name} has dtype {header.dtype_name}, expected FP32")
+            elif header.shape != want[key]:
+                problems.append(f"{path}: variable {name} has shape {list(header.shape)} but the config "
+                                f"({config_path}) gives {list(want[key])} for {key}")
+            else:
+                sources[key] = name
+                report.loaded.append({"name": name, "key": key, "shape": list(header.shape)})
+        elif (hit := ignore_pattern(name)) is not None:
+            report.ignored.append({"name": name, "pattern": hit[0], "reason": hit[1]})
+        elif (owner := head_of(name)) is not None:
+            report.unused.append({"name": name, "reason": f"{owner} head variable; {cls.__name__} has no place "
+                                                          f"for it (choose --task {owner} to keep it)"
+                                  if owner in ("generation", "classification", "ve", "retrieval", "vqa")
+                                  else f"{owner} variable the config does not enable"})
+        else:
+            report.unknown.append(name)
+        if name in bad_files and name not in to_local:
+            report.notes.append(f"not a readable tensor file (not needed): {bad_files[name]}")
+    if problems:
+        raise ConversionError(f"cannot convert {src} ({len(problems)} problem(s)); nothing written:\n  "
+                              + "\n  ".join(problems))
+
+    state = model.state_dict()
+    producers = {}
+    for key, param in state.items():
+        if key in sources:
+            name = sources[key]
+            producers[key] = (lambda p=os.path.join(src, name), h=headers[name]: lf.read_tensor(p, h))
+        else:
+            producers[key] = fresh_initializer(param)
+            report.missing.append({"key": key, "shape": list(want[key]), "init": f"fresh (seed {seed})"})
+    if dry_run:
+        return report
+    with atomic_directory(dst, overwrite) as tmp:
+        save_config(tmp, model)
+        with seeded(seed):  # fresh parameters are reproducible
+            write_state_dict(os.path.join(tmp, WEIGHTS_NAME), producers, {k: v.name for k, v in state.items()},
+                             want, desc="converting")
+        report.write(os.path.join(tmp, REPORT_NAME))
+    return report
+
+
+def export_legacy(src: str, dst: str, overwrite: bool = False) -> ConversionReport:
+    """Write a ``save_pretrained`` directory back as an official checkpoint directory (one file per variable,
+    official names), bit-exact to the files it was converted from."""
+    import paddle
+
+    from ..model import modeling
+
+    config = load_config(src)
+    check_destination(dst, overwrite)
+    weights = os.path.join(src, WEIGHTS_NAME)
+    if not os.path.isfile(weights):
+        raise ConversionError(f"--src {src}: no {WEIGHTS_NAME}")
+    arch = config.extra.get("architecture", "UnimoModel")
+    cls = getattr(modeling, arch, None)
+    if not (isinstance(cls, type) and issubclass(cls, modeling.UnimoPretrainedModel)):
+        raise ConversionError(f"{src}: model_config.json names an unknown architecture {arch!r}")
+    model = build_lazy_model(cls, config, dict(config.extra.get("init_kwargs", {})))
+    to_official = {v: k for k, v in official_to_local(model).items()}
+    want = expected_shapes(model)
+    state = paddle.load(weights, return_numpy=True)
+    problems = [f"{weights}: key {k} has no official name in {arch}" for k in state if k not in to_official]
+    problems += [f"{weights}: lacks {k} (official {to_official[k]})" for k in to_official if k not in state]
+    problems += [f"{weights}: {k} has shape {list(np.shape(v))}, {arch} expects {list(want[k])}"
+                 for k, v in state.items() if k in want and tuple(np.shape(v)) != want[k]]
+    if problems:
+        raise ConversionError(f"cannot export {src}; nothing written:\n  " + "\n  ".join(problems))
+    report = ConversionReport(kind="export-legacy", src=src, dst=dst, task="", model_class=arch,
+                              init_kwargs=model.init_kwargs())
+    with atomic_directory(dst, overwrite) as tmp:
+        for key in want:  # model order: deterministic file set
+            name = to_official[key]
+            lf.write_tensor(os.path.join(tmp, name), np.asarray(state[key]))
+            report.loaded.append({"name": name, "key": key, "shape": list(want[key])})
+    return report

@@ -1,0 +1,236 @@
+"""Generation tasks: text seq2seq (CNN/DM, Gigaword, SQuAD-QG, CoQA dialog) and image captioning (COCO).
+
+Training (official ``seq2seq_reader.py`` / ``img2txt_reader.py``): one sequence [source ; target] with the seq2seq
+mask (text) or [image ; object tags ; caption] with the image-to-text mask; the tied LM head predicts target token
+j+1 at target position j (``label_positions`` = flattened indices, the official ``tgt_pos``), label-smoothed CE.
+Decoding: beam search with the official settings (``unimo.generation``), EOS [MASK] for text and [SEP] for captions.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ... import masks
+from ...generation import BeamSearchConfig, beam_search, ids_to_text
+from ...model.modeling import UnimoForGeneration
+from ...reader.datasets import load_examples
+from ...tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from .base import Task, pad_2d
+from .multimodal import MultimodalTask
+
+DECODE_KEYS = ("beam_size", "max_out_len", "min_out_len", "length_penalty", "trigram_blocking")
+
+
+def _decode_config(cfg: dict[str, Any], eos_id: int, word_start) -> BeamSearchConfig:
+    kwargs = {k: cfg[k] for k in DECODE_KEYS if cfg.get(k) is not None}
+    kwargs["trigram_blocking"] = bool(kwargs.get("trigram_blocking", False))
+    return BeamSearchConfig(eos_id=eos_id, word_start=word_start if kwargs["trigram_blocking"] else None, **kwargs)
+
+
+def _pack_targets(examples: Sequence[dict], prefix_lens: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """labels = target[1:], positions = row * width + prefix + j (the token at target position j predicts j+1)."""
+    labels, positions = [], []
+    for row, (e, start) in enumerate(zip(examples, prefix_lens)):
+        tgt = e["tgt_ids"]
+        labels += tgt[1:]
+        positions += [row * width + start + j for j in range(len(tgt) - 1)]
+    return np.array(labels, np.int64), np.array(positions, np.int64)
+
+
+class Seq2SeqTask(Task):
+    name = "seq2seq"
+    defaults = {"max_src_len": 512, "max_tgt_len": 128, "label_smoothing": 0.1, "metric": "rouge",
+                "beam_size": 5, "max_out_len": 64, "min_out_len": 0, "length_penalty": 0.0,
+                "trigram_blocking": False, "max_eval_examples": None, "role_type_size": 3, "turn_type_size": 16,
+                "max_turns": 15}
+
+    def __init__(self, cfg, tokenizer, output_dir):
+        super().__init__(cfg, tokenizer, output_dir)
+        self.dialog = cfg.get("task") == "dialog"
+        self.metric = cfg["metric"]
+        self.key_metric = {"rouge": "rouge-l", "rouge_cnndm": "rouge-l", "qg": "Bleu_4", "coqa": "f1"}[self.metric]
+
+    # -- reader
+    def _segments(self, ex: dict) -> tuple[list[list[int]], list[int], list[int]]:
+        """Source segments (ids), with role and turn ids per segment for dialog (official dialog reader)."""
+        enc = self.tokenizer.encode
+        segs = ex.get("src_ids") or [enc(s) for s in ex.get("src", [])]
+        if not self.dialog:
+            return segs, [0] * len(segs), [0] * len(segs)
+        turns = segs[-int(self.cfg["max_turns"]):]
+        knowledge = ex.get("knowledge_ids") or (enc(ex["knowledge"]) if ex.get("knowledge") else None)
+        n = len(turns)
+        roles = [(n % 2 + i) % 2 for i in range(n)]  # alternate, the current question gets role 0 or 1 by parity
+        turn_ids = [n - i for i in range(n)]           # decreasing turn index, the newest turn = 1
+        if knowledge is not None:
+            return [knowledge] + turns, [2] + roles, [0] + turn_ids
+        return turns, roles, turn_ids
+
+    def load(self, split: str) -> list[dict[str, Any]]:
+        out = []
+        task = "dialog" if self.dialog else "seq2seq"
+        vocab = os.path.join(self.cfg["vocab_dir"], "unimo_en.vocab.txt")
+        for ex in load_examples(self.data_path(split), task, vocab_path=vocab):
+            segs, roles, turns = self._segments(ex)
+            target = ex.get("tgt_ids", ex.get("tgt"))
+            rec = self.tokenizer.build_seq2seq_inputs(segs, target, int(self.cfg["max_src_len"]),
+                                                      int(self.cfg["max_tgt_len"]))
+            role_ids, turn_ids = [0], [0]
+            for seg_ids, r, t in zip(segs, roles, turns):
+                n = min(len(seg_ids), int(self.cfg["max_src_len"]) - 2) + 1
+                role_ids += [r] * n
+                turn_ids += [t] * n
+            rec.update(role_ids=role_ids, turn_ids=turn_ids, id=ex.get("id", len(out)),
+                       reference=ex.get("tgt") if isinstance(ex.get("tgt"), str) else None,
+                       source_text=" ".join(s for s in ex.get("src", []) if isinstance(s, str)))
+            if rec["reference"] is None and ex.get("tgt_ids"):
+                rec["reference"] = self.tokenizer.decode([i for i in ex["tgt_ids"] if i not in (SEP_ID, MASK_ID)])
+            out.append(rec)
+        return out
+
+    def collate(self, examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+        seqs = [e["src_ids"] + e["tgt_ids"] for e in examples]
+        width = max(len(s) for s in seqs)
+        batch = {"input_ids": pad_2d(seqs, PAD_ID, width),
+                 "position_ids": pad_2d([e["src_pos"] + e["tgt_pos"] for e in examples], PAD_ID, width),
+                 "attention_mask": masks.pad_and_stack(
+                     [masks.seq2seq(len(e["src_ids"]), len(e["tgt_ids"])) for e in examples], width)}
+        if self.dialog:
+            batch["role_ids"] = pad_2d([e["role_ids"] + [0] * len(e["tgt_ids"]) for e in examples], 0, width)
+            batch["turn_ids"] = pad_2d([e["turn_ids"] + [0] * len(e["tgt_ids"]) for e in examples], 0, width)
+        batch["labels"], batch["label_positions"] = _pack_targets(examples, [len(e["src_ids"]) for e in examples],
+                                                                  width)
+        batch["label_smoothing"] = np.array([float(self.cfg["label_smoothing"])], np.float32)
+        return batch
+
+    def build_model(self, config):
+        if self.dialog:
+            config = config.copy(role_type_size=int(self.cfg["role_type_size"]),
+                                 turn_type_size=int(self.cfg["turn_type_size"]))
+        return self.load_or_init(UnimoForGeneration, config)
+
+    # -- decoding + metric
+    def source_batch(self, examples: Sequence[dict]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        srcs = [e["src_ids"] for e in examples]
+        width = max(len(s) for s in srcs)
+        valid = np.zeros((len(srcs), width), np.float32)
+        for i, s in enumerate(srcs):
+            valid[i, :len(s)] = 1.0
+        source = {"input_ids": pad_2d(srcs, PAD_ID, width),
+                  "position_ids": pad_2d([e["src_pos"] for e in examples], PAD_ID, width),
+                  "attention_mask": valid[:, :, None] * valid[:, None, :]}
+        if self.dialog:
+            source["role_ids"] = pad_2d([e["role_ids"] for e in examples], 0, width)
+            source["turn_ids"] = pad_2d([e["turn_ids"] for e in examples], 0, width)
+        return source, valid
+
+    def generate(self, model, examples: Sequence[dict]) -> list[str]:
+        dcfg = _decode_config(self.cfg, MASK_ID, self.tokenizer.word_start_table())
+        bs = int(self.cfg.get("eval_batch_size") or self.cfg["batch_size"])
+        out: list[str] = []
+        for i in tqdm(range(0, len(examples), bs), desc="decode", disable=self.cfg.get("disable_tqdm", False)):
+            source, valid = self.source_batch(examples[i:i + bs])
+            for ids, _score in beam_search(model, source, valid, dcfg):
+                out.append(ids_to_text(ids, self.tokenizer, strip=True))
+        return out
+
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        examples = self.load(split)
+        limit = self.cfg.get("max_eval_examples")
+        if limit:
+            examples = examples[:int(limit)]
+        preds = self.generate(model, examples)
+        os.makedirs(self.output_dir, exist_ok=True)
+        with open(os.path.join(self.output_dir, f"predictions_{split}.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(p.replace("\n", " ") for p in preds) + "\n")
+        refs = [e["reference"] for e in examples]
+        if any(r is None for r in refs):
+            return {}
+        if self.metric in ("rouge", "rouge_cnndm"):
+            from ...eval.rouge import rouge_scores
+
+            res = rouge_scores(preds, refs, cnndm=self.metric == "rouge_cnndm")
+        elif self.metric == "qg":
+            from ...eval.coco import qg_scores
+
+            res = qg_scores(preds, refs)
+        else:
+            from ...eval.coqa import coqa_scores
+
+            res = coqa_scores(preds, [[r] for r in refs])
+        return {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class CaptionTask(MultimodalTask):
+    """COCO captioning: [image ; object tags ; caption], image-to-text mask, EOS [SEP]; CIDEr-D as key metric."""
+
+    name = "img2txt"
+    key_metric = "CIDEr-D"
+    defaults = {**MultimodalTask.defaults, "max_tgt_len": 50, "max_obj_len": 100, "object_tags": False,
+                "label_smoothing": 0.1, "beam_size": 5, "max_out_len": 50, "min_out_len": 5, "length_penalty": 0.6,
+                "trigram_blocking": False, "max_eval_images": None}
+
+    def load(self, split: str) -> list[dict[str, Any]]:
+        out = []
+        max_len = int(self.cfg["max_tgt_len"])
+        for ex in load_examples(self.data_path(split), "caption"):
+            ids = ex.get("caption_ids")
+            body = [i for i in ids if i not in (CLS_ID, SEP_ID)] if ids else self.tokenizer.encode(ex["caption"])
+            tgt = [CLS_ID] + body[:max_len - 2] + [SEP_ID]  # truncated keeping the final [SEP] (official)
+            out.append({"image_id": str(ex["image_id"]), "tgt_ids": tgt,
+                        "caption": ex.get("caption") or self.tokenizer.decode(body)})
+        return out
+
+    def object_tags(self, image_ids: Sequence[str]) -> list[list[int]]:
+        return [[] for _ in image_ids]  # Oscar-style tags need the detector's class names: see README
+
+    def collate(self, examples):
+        img = self.images.batch([e["image_id"] for e in examples])
+        nv = img["image_features"].shape[1]
+        tgts = [e["tgt_ids"] for e in examples]
+        ids = pad_2d(tgts, PAD_ID)
+        nt = ids.shape[1]
+        mask = np.stack([masks.image_to_text(img["image_valid"][i], [], [1] * len(t) + [0] * (nt - len(t)))
+                         for i, t in enumerate(tgts)])
+        batch = {"input_ids": ids, "position_ids": pad_2d([list(range(2, 2 + len(t))) for t in tgts], PAD_ID),
+                 "image_features": img["image_features"], "image_locations": img["image_locations"],
+                 "attention_mask": mask}
+        batch["labels"], batch["label_positions"] = _pack_targets(examples, [nv] * len(examples), nv + nt)
+        batch["label_smoothing"] = np.array([float(self.cfg["label_smoothing"])], np.float32)
+        return batch
+
+    def build_model(self, config):
+        return self.load_or_init(UnimoForGeneration, config)
+
+    def generate(self, model, image_ids: Sequence[str]) -> dict[str, str]:
+        dcfg = _decode_config(self.cfg, SEP_ID, self.tokenizer.word_start_table())
+        bs = int(self.cfg.get("eval_batch_size") or self.cfg["batch_size"])
+        out: dict[str, str] = {}
+        for i in tqdm(range(0, len(image_ids), bs), desc="caption", disable=self.cfg.get("disable_tqdm", False)):
+            chunk = list(image_ids[i:i + bs])
+            img = self.images.batch(chunk)
+            valid = img["image_valid"]
+            source = {"image_features": img["image_features"], "image_locations": img["image_locations"],
+                      "attention_mask": valid[:, :, None] * valid[:, None, :]}
+            for image_id, (ids, _s) in zip(chunk, beam_search(model, source, valid, dcfg)):
+                out[image_id] = ids_to_text(ids, self.tokenizer, strip=True)
+        return out
+
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        from ...eval.coco import caption_scores
+
+        examples = self.load(split)
+        refs: dict[str, list[str]] = {}
+        for e in examples:
+            refs.setdefault(e["image_id"], []).append(e["caption"])
+        image_ids = list(refs)
+        if self.cfg.get("max_eval_images"):
+            image_ids = image_ids[:int(self.cfg["max_eval_images"])]
+        preds = self.generate(model, image_ids)
+        self.write_json(f"captions_{split}_results.json",
+                        [{"image_id": int(k) if k.isdigit() else k, "caption": v} for k, v in preds.items()])
+        scores = caption_scores(preds, {k: refs[k] for k in image_ids})
+        return {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -1,0 +1,254 @@
+"""Multi-modal understanding tasks on [image ; text] with full cross-modal attention:
+SNLI-VE (official head), VQA v2 (ours: the official release has none), Flickr30k retrieval (official head, circle loss).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from ... import masks
+from ...model.modeling import UnimoForRetrieval, UnimoForVisualEntailment, UnimoForVQA
+from ...reader.datasets import load_examples
+from ...reader.image_batch import ImageBatcher
+from ...tokenizer import CLS_ID, PAD_ID, SEP_ID
+from .base import Task, pad_2d
+
+
+class MultimodalTask(Task):
+    """Shared reader half: text ``[CLS] ... [SEP]`` after the image rows, mask = outer(valid image ; valid text)."""
+
+    defaults = {"feature_store": None, "max_img_len": 101, "max_seq_len": 512, "conf_threshold": None,
+                "min_boxes": 10, "max_boxes": 100, "fixed_boxes": None}
+
+    def __init__(self, cfg: dict[str, Any], tokenizer, output_dir: str):
+        super().__init__(cfg, tokenizer, output_dir)
+        self._images: ImageBatcher | None = None
+
+    @property
+    def images(self) -> ImageBatcher:
+        if self._images is None:
+            store = self.cfg.get("feature_store")
+            if not store:
+                raise KeyError("config has no feature_store (python -m preprocess.features convert ... --output STORE)")
+            if not os.path.isabs(store) and self.cfg.get("data_dir") and not os.path.exists(store):
+                store = os.path.join(self.cfg["data_dir"], store)
+            self._images = ImageBatcher(store, int(self.cfg["max_img_len"]), self.cfg.get("conf_threshold"),
+                                        int(self.cfg["min_boxes"]), int(self.cfg["max_boxes"]),
+                                        self.cfg.get("fixed_boxes"))
+        return self._images
+
+    def text_ids(self, text: str | None, ids: Sequence[int] | None) -> list[int]:
+        """``[CLS] text [SEP]`` truncated to max_seq_len keeping the final [SEP] (official VE/retrieval readers)."""
+        max_len = int(self.cfg["max_seq_len"])
+        if ids is not None:
+            body = [i for i in ids if i not in (CLS_ID, SEP_ID)]
+        else:
+            body = self.tokenizer.encode(text or "")
+        return [CLS_ID] + body[:max_len - 2] + [SEP_ID]
+
+    def pack(self, image_ids: Sequence[str], texts: Sequence[list[int]]) -> dict[str, np.ndarray]:
+        img = self.images.batch(image_ids)
+        ids = pad_2d(texts, PAD_ID)
+        pos = pad_2d([list(range(2, 2 + len(t))) for t in texts], PAD_ID)
+        txt_valid = np.zeros(ids.shape, np.float32)
+        for i, t in enumerate(texts):
+            txt_valid[i, :len(t)] = 1.0
+        valid = np.concatenate([img["image_valid"], txt_valid], axis=1)
+        return {"input_ids": ids, "position_ids": pos, "image_features": img["image_features"],
+                "image_locations": img["image_locations"], "attention_mask": valid[:, :, None] * valid[:, None, :]}
+
+    def forward_batches(self, model, examples: Sequence[Any], desc: str):
+        bs = int(self.cfg.get("eval_batch_size") or self.cfg["batch_size"])
+        for i in tqdm(range(0, len(examples), bs), desc=desc, disable=self.cfg.get("disable_tqdm", False)):
+            batch = self.collate(examples[i:i + bs])
+            batch = {k: v for k, v in batch.items() if k not in ("labels", "group_size")}
+            out = model(**self.to_tensors(batch))
+            yield examples[i:i + bs], (out[1] if isinstance(out, tuple) else out).numpy()
+
+
+# ------------------------------------------------------------------------------------------------------- SNLI-VE
+class VisualEntailmentTask(MultimodalTask):
+    name = "visual_entailment"
+    key_metric = "acc"
+    LABELS = ["entailment", "neutral", "contradiction"]
+
+    def load(self, split: str) -> list[dict[str, Any]]:
+        out = []
+        for ex in load_examples(self.data_path(split), "ve"):
+            out.append({"image_id": str(ex["image_id"]), "pair_id": ex.get("pair_id"),
+                        "text": self.text_ids(ex.get("hypothesis"), ex.get("hypothesis_ids")),
+                        "label": ex.get("label")})
+        return out
+
+    def collate(self, examples):
+        batch = self.pack([e["image_id"] for e in examples], [e["text"] for e in examples])
+        if all(e["label"] is not None for e in examples):
+            batch["labels"] = np.array([e["label"] for e in examples], np.int64)
+        return batch
+
+    def build_model(self, config):
+        return self.load_or_init(UnimoForVisualEntailment, config)
+
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        examples = self.load(split)
+        preds, correct = [], 0
+        for exs, logits in self.forward_batches(model, examples, f"ve-{split}"):
+            for e, p in zip(exs, logits.argmax(-1).tolist()):
+                preds.append({"pair_id": e["pair_id"], "image_id": e["image_id"], "prediction": self.LABELS[p]})
+                correct += int(e["label"] == p)
+        self.write_json(f"predictions_{split}.json", preds)
+        labelled = sum(e["label"] is not None for e in examples)
+        return {"acc": correct / labelled, "num_examples": labelled} if labelled else {}
+
+
+# ------------------------------------------------------------------------------------------------------- VQA v2
+class VQATask(MultimodalTask):
+    name = "vqa"
+    key_metric = "vqa_acc"
+    defaults = {**MultimodalTask.defaults, "answer_vocab": None, "max_seq_len": 40}
+
+    @property
+    def answers(self) -> list[str]:
+        if not hasattr(self, "_answers"):
+            path = self.cfg.get("answer_vocab") or os.path.join(os.path.dirname(self.data_path("train")),
+                                                                "answer_vocab.json")
+            if not os.path.isabs(path) and self.cfg.get("data_dir") and not os.path.exists(path):
+                path = os.path.join(self.cfg["data_dir"], path)
+            with open(path, encoding="utf-8") as f:
+                self._answers = list(json.load(f))
+            self._answer_index = {a: i for i, a in enumerate(self._answers)}
+        return self._answers
+
+    def load(self, split: str) -> list[dict[str, Any]]:
+        self.answers  # noqa: B018  (loads the vocabulary)
+        out = []
+        for ex in load_examples(self.data_path(split), "vqa"):
+            targets = {self._answer_index[a["answer"]]: float(a["score"]) for a in ex.get("answers", [])
+                       if a["answer"] in self._answer_index}  # answers outside the vocabulary cannot be predicted
+            out.append({"question_id": ex["question_id"], "image_id": str(ex["image_id"]),
+                        "text": self.text_ids(ex["question"], None), "targets": targets,
+                        "gt": [a["answer"] for a in ex.get("answers", [])]})
+        return out
+
+    def collate(self, examples):
+        batch = self.pack([e["image_id"] for e in examples], [e["text"] for e in examples])
+        labels = np.zeros((len(examples), len(self.answers)), np.float32)
+        for i, e in enumerate(examples):
+            for j, s in e["targets"].items():
+                labels[i, j] = s
+        batch["labels"] = labels
+        return batch
+
+    def build_model(self, config):
+        return self.load_or_init(UnimoForVQA, config, num_answers=len(self.answers))
+
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        from ...eval.vqa import write_vqa_results
+
+        examples = self.load(split)
+        answers: dict[Any, str] = {}
+        score = 0.0
+        for exs, logits in self.forward_batches(model, examples, f"vqa-{split}"):
+            for e, p in zip(exs, logits.argmax(-1).tolist()):
+                answers[e["question_id"]] = self.answers[p]
+                score += e["targets"].get(p, 0.0)
+        os.makedirs(self.output_dir, exist_ok=True)
+        qid_int = {k: (int(k) if str(k).isdigit() else k) for k in answers}
+        write_vqa_results(os.path.join(self.output_dir, f"vqa_results_{split}.json"),
+                          {qid_int[k]: v for k, v in answers.items()})
+        labelled = [e for e in examples if e["gt"]]
+        if not labelled:
+            return {}
+        # targets hold the official leave-one-out accuracy of each answer, so this is the VQA accuracy
+        majority = self._majority_baseline(labelled)
+        return {"vqa_acc": 100.0 * score / len(labelled), "majority_answer_acc": majority,
+                "num_questions": len(labelled)}
+
+    @staticmethod
+    def _majority_baseline(examples: Sequence[dict]) -> float:
+        totals: dict[int, float] = {}
+        for e in examples:
+            for j, s in e["targets"].items():
+                totals[j] = totals.get(j, 0.0) + s
+        if not totals:
+            return 0.0
+        best = max(totals, key=totals.get)
+        return 100.0 * totals[best] / len(examples)
+
+
+# ------------------------------------------------------------------------------------------------------- Retrieval
+class RetrievalTask(MultimodalTask):
+    """Flickr30k: training groups of 1 positive + 10 negative images (same caption) + 10 negative captions (same
+    image), official circle loss; evaluation scores every caption against every image."""
+
+    name = "retrieval"
+    key_metric = "avg_recall@1"
+    defaults = {**MultimodalTask.defaults, "negative_images": 10, "negative_captions": 10, "margin": 0.2,
+                "scale": 1.0, "score_batch_size": 128}
+
+    def _load_images(self, split: str) -> list[dict[str, Any]]:
+        out = []
+        for ex in load_examples(self.data_path(split), "retrieval"):
+            caps = ex.get("captions_ids") or ex.get("captions") or []
+            texts = [self.text_ids(None, c) if not isinstance(c, str) else self.text_ids(c, None) for c in caps]
+            out.append({"image_id": str(ex["image_id"]), "texts": texts})
+        return out
+
+    def load(self, split: str) -> list[dict[str, Any]]:
+        images = self._load_images(split)
+        self._train_images = images
+        return [{"image": i, "caption": c} for i, im in enumerate(images) for c in range(len(im["texts"]))]
+
+    def collate(self, examples):
+        rng = np.random.default_rng([int(self.cfg.get("seed", 1)), *[e["image"] * 131 + e["caption"] for e in examples]])
+        images = self._train_images
+        n_img, n_cap = int(self.cfg["negative_images"]), int(self.cfg["negative_captions"])
+        ids, texts = [], []
+        for e in examples:
+            im = images[e["image"]]
+            caption = im["texts"][e["caption"]]
+            others = [j for j in rng.choice(len(images), size=min(len(images), n_img + n_cap + 2), replace=False)
+                      if j != e["image"]]
+            neg_imgs = (others * (n_img // max(1, len(others)) + 1))[:n_img]
+            neg_caps_src = (others[::-1] * (n_cap // max(1, len(others)) + 1))[:n_cap]
+            ids.append(im["image_id"])
+            texts.append(caption)
+            for j in neg_imgs:
+                ids.append(images[j]["image_id"])
+                texts.append(caption)
+            for j in neg_caps_src:
+                other = images[j]["texts"]
+                ids.append(im["image_id"])
+                texts.append(other[int(rng.integers(len(other)))])
+        batch = self.pack(ids, texts)
+        batch["group_size"] = np.array([1 + n_img + n_cap], np.int64)
+        return batch
+
+    def build_model(self, config):
+        return self.load_or_init(UnimoForRetrieval, config, margin=float(self.cfg["margin"]),
+                                 scale=float(self.cfg["scale"]))
+
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        from ...eval.retrieval import recall_at_k
+
+        images = self._load_images(split)
+        captions = [(ci, t) for ci, im in enumerate(images) for t in im["texts"]]
+        scores = np.zeros((len(captions), len(images)), np.float32)
+        bs = int(self.cfg["score_batch_size"])
+        pairs = [(c, i) for c in range(len(captions)) for i in range(len(images))]
+        for start in tqdm(range(0, len(pairs), bs), desc=f"retrieval-{split}",
+                          disable=self.cfg.get("disable_tqdm", False)):
+            chunk = pairs[start:start + bs]
+            batch = self.pack([images[i]["image_id"] for _, i in chunk], [captions[c][1] for c, _ in chunk])
+            out = model(**self.to_tensors(batch)).numpy()
+            for (c, i), s in zip(chunk, out):
+                scores[c, i] = s
+        os.makedirs(self.output_dir, exist_ok=True)
+        np.save(os.path.join(self.output_dir, f"scores_{split}.npy"), scores)
+        result = recall_at_k(scores, [c for c, _ in captions])
+        return {k: v for k, v in result.items() if isinstance(v, (int, float))}

@@ -1,0 +1,406 @@
+"""The canonical region-feature store: random access by image id without loading the dump.
+
+Layout of a store directory (all little-endian, row-major)::
+
+    meta.json        format name/version, dtype, feature_dim, num_classes, num_attr_classes, counts, field table
+    image_ids.json   list of image ids (str), row i of the index
+    index.npy        int64 [num_images, 2]: first box row, number of boxes
+    sizes.npy        int32 [num_images, 2]: image_w, image_h
+    <field>.bin      one raw array per field, [total_boxes, width] (or [total_boxes]), opened with np.memmap
+
+Fields: ``features`` and the class distributions (``cls_prob``, ``attr_prob``) use the store dtype (float32 or
+float16); ``boxes``/``obj_conf``/``attr_conf`` stay float32 (pixel coordinates lose precision in float16) and
+``obj_id``/``attr_id`` are int32. Writing is streamed (one image at a time, appended to the field files) into a
+temporary sibling directory renamed into place by :meth:`FeatureStoreWriter.close`, so a failed or interrupted
+conversion leaves nothing at the target path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+
+from .feature_formats import RegionFeatures
+
+STORE_FORMAT = "unimo-feature-store"
+STORE_VERSION = 1
+_META = "meta.json"
+_IDS = "image_ids.json"
+_INDEX = "index.npy"
+_SIZES = "sizes.npy"
+
+# field -> (dtype; None = the store dtype, width key in meta or a fixed int; 0 = one value per box)
+_FIELD_SPECS: dict[str, tuple[str | None, str | int]] = {
+    "features": (None, "feature_dim"),
+    "boxes": ("float32", 4),
+    "cls_prob": (None, "num_classes"),
+    "obj_conf": ("float32", 0),
+    "obj_id": ("int32", 0),
+    "attr_prob": (None, "num_attr_classes"),
+    "attr_id": ("int32", 0),
+    "attr_conf": ("float32", 0),
+}
+_OPTIONAL = ("cls_prob", "obj_conf", "obj_id", "attr_prob", "attr_id", "attr_conf")
+_DTYPES = ("float32", "float16")
+
+
+def _cleanup_tmp(tmp: str, handles: list[IO[bytes]]) -> None:
+    for fh in handles:
+        try:
+            fh.close()
+        except OSError:
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _with_predictions(rec: RegionFeatures) -> RegionFeatures:
+    """Add object/attribute ids+confidences derived from the class distributions when missing, so they survive
+    even when the distributions themselves are not stored (``class_probs=False``). The caller's object is kept."""
+    updates = {}
+    if rec.obj_conf is None or rec.obj_id is None:
+        pred = rec.object_predictions()
+        if pred is not None:
+            updates["obj_id"], updates["obj_conf"] = pred
+    if rec.attr_conf is None or rec.attr_id is None:
+        pred = rec.attribute_predictions()
+        if pred is not None:
+            updates["attr_id"], updates["attr_conf"] = pred
+    return dataclasses.replace(rec, **updates) if updates else rec
+
+
+class FeatureStoreWriter:
+    """Stream :class:`RegionFeatures` into a new store at ``path``.
+
+    ``num_classes`` / ``num_attr_classes``: ``None`` takes them (and the presence of every optional field) from
+    the first image that has boxes; an int requires every image to carry ``cls_prob`` of that width.
+    ``class_probs=False`` drops ``cls_prob``/``attr_prob`` explicitly (they are ~40x the size of the rest for the
+    1601-class BUTD detector); derived object ids/confidences are kept. Images must all carry the same optional
+    fields (images with zero boxes are exempt). A duplicate image id, a dimension mismatch or NaN/inf raises
+    ``ValueError``. Use as a context manager: an exception inside the block removes the partial store.
+    """
+
+    def __init__(self, path: str | os.PathLike, feature_dim: int, num_classes: int | None = None,
+                 dtype: str = "float32", overwrite: bool = False, num_attr_classes: int | None = None,
+                 class_probs: bool = True) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"store dtype must be one of {_DTYPES}, got {dtype!r}")
+        if int(feature_dim) <= 0:
+            raise ValueError(f"feature_dim must be positive, got {feature_dim}")
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"feature store {self.path} already exists (pass overwrite=True / --overwrite)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.dtype = dtype
+        self.feature_dim = int(feature_dim)
+        self.num_classes = num_classes if class_probs else None
+        self.num_attr_classes = num_attr_classes if class_probs else None
+        self.class_probs = class_probs
+        self.overwrite = overwrite
+        self._tmp = tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self._handles: list[IO[bytes]] = []
+        self._files: dict[str, IO[bytes]] = {}
+        # None until the first image with boxes fixes which optional fields the store holds.
+        self._fields: tuple[str, ...] | None = None
+        self._ids: list[str] = []
+        self._id_set: set[str] = set()
+        self._index: list[tuple[int, int]] = []
+        self._sizes: list[tuple[int, int]] = []
+        self._rows = 0
+        self._state = "open"
+        # Removes the temporary directory if the writer is dropped without close()/abort().
+        self._finalizer = weakref.finalize(self, _cleanup_tmp, self._tmp, self._handles)
+
+    def _open_fields(self, rec: RegionFeatures) -> None:
+        fields = ["features", "boxes"]
+        for name in _OPTIONAL:
+            if name in ("cls_prob", "attr_prob") and not self.class_probs:
+                continue
+            if getattr(rec, name) is not None:
+                fields.append(name)
+        for name, attr in (("cls_prob", "num_classes"), ("attr_prob", "num_attr_classes")):
+            if not self.class_probs:
+                continue
+            if name in fields and getattr(self, attr) is None:
+                setattr(self, attr, getattr(rec, name).shape[1])
+            elif name not in fields and getattr(self, attr) is not None:
+                raise ValueError(f"feature store {self.path}: image {rec.image_id!r} has no '{name}' but "
+                                 f"{attr}={getattr(self, attr)} was requested")
+        self._fields = tuple(fields)
+
+    def _width(self, name: str) -> int:
+        width = _FIELD_SPECS[name][1]
+        return int(getattr(self, width)) if isinstance(width, str) else width
+
+    def _dtype(self, name: str) -> str:
+        return _FIELD_SPECS[name][0] or self.dtype
+
+    def _check(self, rec: RegionFeatures) -> None:
+        where = f"feature store {self.path}: image {rec.image_id!r}"
+        if rec.image_id in self._id_set:
+            raise ValueError(f"{where}: duplicate image id")
+        if rec.image_w <= 0 or rec.image_h <= 0:
+            raise ValueError(f"{where}: image size {rec.image_w}x{rec.image_h} is not positive")
+        if rec.num_boxes == 0:
+            return
+        if rec.feature_dim != self.feature_dim:
+            raise ValueError(f"{where}: feature dimension {rec.feature_dim}, store expects {self.feature_dim}")
+        bad = rec.non_finite_field()
+        if bad is not None:
+            raise ValueError(f"{where}: field '{bad}' has NaN/inf values")
+        assert self._fields is not None
+        for name in _OPTIONAL:
+            has = getattr(rec, name) is not None
+            if name in self._fields and not has:
+                hint = (" (drop class distributions with class_probs=False / --no-class-probs)"
+                        if name in ("cls_prob", "attr_prob") else "")
+                raise ValueError(f"{where}: lacks '{name}', which this store holds for every image{hint}")
+            dropped = name in ("cls_prob", "attr_prob") and not self.class_probs
+            if name not in self._fields and has and not dropped:
+                raise ValueError(f"{where}: has '{name}', which the first image lacked (store fields: "
+                                 f"{', '.join(self._fields)})")
+        for name in ("cls_prob", "attr_prob"):
+            if name in self._fields and getattr(rec, name).shape[1] != self._width(name):
+                raise ValueError(f"{where}: '{name}' has {getattr(rec, name).shape[1]} classes, store expects "
+                                 f"{self._width(name)}")
+
+    def add(self, regions: RegionFeatures) -> None:
+        """Append one image. Raises ``ValueError`` (duplicate id, wrong dimension, NaN/inf, missing field)."""
+        if self._state != "open":
+            raise RuntimeError(f"feature store writer for {self.path} is {self._state}")
+        regions = _with_predictions(regions)
+        if self._fields is None and regions.num_boxes:
+            self._open_fields(regions)
+        self._check(regions)
+        n = regions.num_boxes
+        if n:
+            assert self._fields is not None
+            encoded = {}
+            for name in self._fields:
+                with np.errstate(over="ignore"):  # float16 overflow is reported just below, with the image id
+                    arr = np.ascontiguousarray(getattr(regions, name),
+                                               dtype=np.dtype(self._dtype(name)).newbyteorder("<"))
+                if self.dtype == "float16" and arr.dtype.kind == "f" and arr.itemsize == 2 \
+                        and not np.isfinite(arr).all():
+                    raise ValueError(f"feature store {self.path}: image {regions.image_id!r} field '{name}' exceeds "
+                                     "the float16 range (use a float32 store)")
+                encoded[name] = arr
+            for name, arr in encoded.items():
+                fh = self._files.get(name)
+                if fh is None:
+                    fh = open(os.path.join(self._tmp, f"{name}.bin"), "wb")
+                    self._files[name] = fh
+                    self._handles.append(fh)
+                fh.write(arr.tobytes())
+        self._ids.append(regions.image_id)
+        self._id_set.add(regions.image_id)
+        self._index.append((self._rows, n))
+        self._sizes.append((regions.image_w, regions.image_h))
+        self._rows += n
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def close(self) -> None:
+        """Finish the store: write index and metadata, then rename the temporary directory to ``path``."""
+        if self._state != "open":
+            if self._state == "closed":
+                return
+            raise RuntimeError(f"feature store writer for {self.path} was aborted")
+        try:
+            fields = self._fields or ("features", "boxes")
+            for name in fields:  # fields with no rows yet (all images empty) still get their (empty) file
+                if name not in self._files:
+                    fh = open(os.path.join(self._tmp, f"{name}.bin"), "wb")
+                    self._files[name] = fh
+                    self._handles.append(fh)
+            for fh in self._handles:
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+            np.save(os.path.join(self._tmp, _INDEX), np.asarray(self._index, dtype=np.int64).reshape(-1, 2))
+            np.save(os.path.join(self._tmp, _SIZES), np.asarray(self._sizes, dtype=np.int32).reshape(-1, 2))
+            with open(os.path.join(self._tmp, _IDS), "w", encoding="utf-8") as fh:
+                json.dump(self._ids, fh)
+            meta = {
+                "format": STORE_FORMAT, "version": STORE_VERSION, "dtype": self.dtype,
+                "feature_dim": self.feature_dim,
+                "num_classes": self.num_classes if "cls_prob" in fields else None,
+                "num_attr_classes": self.num_attr_classes if "attr_prob" in fields else None,
+                "num_images": len(self._ids), "num_boxes": self._rows,
+                "fields": {name: {"dtype": self._dtype(name), "width": self._width(name)} for name in fields},
+            }
+            with open(os.path.join(self._tmp, _META), "w", encoding="utf-8") as fh:
+                json.dump(meta, fh, indent=1)
+            self._install()
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "closed"
+        self._finalizer.detach()
+
+    def _install(self) -> None:
+        old = None
+        if self.path.exists():
+            if not self.overwrite:
+                raise FileExistsError(f"feature store {self.path} appeared while writing (pass overwrite=True)")
+            old = tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".old")
+            os.rmdir(old)
+            os.rename(self.path, old)
+        os.rename(self._tmp, self.path)
+        if old is not None:
+            if os.path.isdir(old):
+                shutil.rmtree(old)
+            else:
+                os.unlink(old)
+
+    def abort(self) -> None:
+        """Drop everything written so far; nothing is left at ``path`` (an existing store there is untouched)."""
+        if self._state == "closed":
+            return
+        self._state = "aborted"
+        self._finalizer()
+
+    def __enter__(self) -> "FeatureStoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class FeatureStore:
+    """Read-only random access to a store written by :class:`FeatureStoreWriter`.
+
+    ``store[image_id]`` returns a :class:`RegionFeatures` of writable float32 copies (float16 stores are widened);
+    only that image's rows are read from disk. Picklable (reopens by path), so it can go to DataLoader workers.
+    """
+
+    def __init__(self, path: Path, meta: dict, ids: list[str], index: np.ndarray, sizes: np.ndarray,
+                 arrays: dict[str, np.ndarray]) -> None:
+        self.path = path
+        self.meta = meta
+        self._ids = ids
+        self._row = {image_id: i for i, image_id in enumerate(ids)}
+        self._index = index
+        self._sizes = sizes
+        self._arrays = arrays
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "FeatureStore":
+        path = Path(path)
+        meta_path = path / _META
+        if not meta_path.is_file():
+            if not path.exists():
+                raise FileNotFoundError(f"feature store not found: {path}")
+            raise ValueError(f"{path} is not a feature store (no {_META})")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{meta_path}: corrupt metadata ({exc})") from None
+        if meta.get("format") != STORE_FORMAT or meta.get("version") != STORE_VERSION:
+            raise ValueError(f"{meta_path}: not a {STORE_FORMAT} v{STORE_VERSION} store "
+                             f"(format={meta.get('format')!r}, version={meta.get('version')!r})")
+        ids = json.loads((path / _IDS).read_text(encoding="utf-8"))
+        index = np.load(path / _INDEX)
+        sizes = np.load(path / _SIZES)
+        n_img, n_box = int(meta["num_images"]), int(meta["num_boxes"])
+        if len(ids) != n_img or index.shape != (n_img, 2) or sizes.shape != (n_img, 2):
+            raise ValueError(f"{path}: index holds {len(ids)} ids / {index.shape} rows, meta says {n_img} images")
+        if n_img and int((index[:, 0] + index[:, 1]).max()) > n_box:
+            raise ValueError(f"{path}: index points past {n_box} boxes")
+        arrays: dict[str, np.ndarray] = {}
+        for name, spec in meta["fields"].items():
+            dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+            width = int(spec["width"])
+            shape = (n_box, width) if width else (n_box,)
+            fpath = path / f"{name}.bin"
+            expected = n_box * max(width, 1) * dtype.itemsize
+            actual = fpath.stat().st_size if fpath.exists() else -1
+            if actual != expected:
+                raise ValueError(f"{fpath}: {actual} bytes, expected {expected} (store incomplete or corrupt)")
+            arrays[name] = np.memmap(fpath, dtype=dtype, mode="r", shape=shape) if n_box else np.zeros(shape, dtype)
+        return cls(path, meta, ids, index, sizes, arrays)
+
+    # -- mapping interface -------------------------------------------------------------------------------------
+    def __getitem__(self, image_id: str | int) -> RegionFeatures:
+        key = str(image_id)
+        row = self._row.get(key)
+        if row is None:
+            raise KeyError(f"image id {key!r} is not in feature store {self.path}")
+        start, count = (int(v) for v in self._index[row])
+        w, h = (int(v) for v in self._sizes[row])
+        out: dict[str, np.ndarray] = {}
+        for name, arr in self._arrays.items():
+            part = arr[start:start + count]
+            # np.array copies out of the memmap (and widens float16), so callers may modify the result.
+            out[name] = np.array(part, dtype=np.float32 if part.dtype.kind == "f" else np.int64)
+        if "features" not in out or out["features"].ndim != 2:
+            raise ValueError(f"{self.path}: store has no features field")
+        return RegionFeatures(key, w, h, **out)
+
+    def get(self, image_id: str | int, default: RegionFeatures | None = None) -> RegionFeatures | None:
+        return self[image_id] if str(image_id) in self._row else default
+
+    def __contains__(self, image_id: object) -> bool:
+        return str(image_id) in self._row
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def image_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def num_boxes(self, image_id: str | int) -> int:
+        row = self._row.get(str(image_id))
+        if row is None:
+            raise KeyError(f"image id {str(image_id)!r} is not in feature store {self.path}")
+        return int(self._index[row, 1])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.meta["feature_dim"])
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.meta.get("num_classes")
+
+    @property
+    def dtype(self) -> str:
+        return str(self.meta["dtype"])
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.meta["fields"])
+
+    def close(self) -> None:
+        """Release the memory maps (the store stays usable only after reopening)."""
+        self._arrays = {}
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        other = FeatureStore.open(state["path"])
+        self.__dict__.update(other.__dict__)
+
+    def __repr__(self) -> str:
+        return (f"FeatureStore({str(self.path)!r}, images={len(self)}, boxes={self.meta['num_boxes']}, "
+                f"dim={self.feature_dim}, dtype={self.dtype}, fields={self.fields})")
