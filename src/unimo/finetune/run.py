@@ -24,7 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "warmup_ratio": 0.0, "warmup_steps": 0, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.98, "epsilon": 1e-6,
     "max_grad_norm": 1.0, "gradient_accumulation_steps": 1, "logging_steps": 10, "eval_steps": 0,
     "save_steps": 1000, "save_total_limit": 2, "seed": 1, "amp": "none", "amp_level": "O1", "recompute": False,
-    "num_workers": 0, "disable_tqdm": False, "visualdl": True, "eval_each_epoch": False,
+    "num_workers": 0, "disable_tqdm": False, "visualdl": True, "eval_each_epoch": False, "lr_decay_epochs": None,
+    # VILLA adversarial training (official recipe for COCO and SNLI-VE); 0 steps = off
+    "adv_steps": 0, "adv_lr": 0.03, "adv_max_norm": 0.0, "adv_init_mag": 0.4, "adv_kl_weight": 1.0,
 }
 
 
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trainer = UnimoTrainer(
         model=model, args=training_args, train_dataset=train_data, data_collator=task.collate,
         evaluate_fn=task.evaluate if (cfg["do_eval"] and task.has_split("dev")) else None,
-        key_metric=task.key_metric, greater_is_better=task.greater_is_better)
+        key_metric=task.key_metric, greater_is_better=task.greater_is_better,
+        lr_decay_epochs=cfg.get("lr_decay_epochs"))
     world = training_args.world_size
     global_batch = int(cfg["batch_size"]) * int(cfg["gradient_accumulation_steps"]) * world
     started = time.time()

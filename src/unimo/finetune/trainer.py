@@ -35,8 +35,10 @@ class UnimoTrainer(Trainer):
     """``Trainer`` + official schedule + task evaluation + per-loss JSON logging."""
 
     def __init__(self, *args: Any, evaluate_fn: Optional[Callable[[Any, str], dict[str, float]]] = None,
-                 key_metric: Optional[str] = None, greater_is_better: bool = True, **kwargs: Any):
+                 key_metric: Optional[str] = None, greater_is_better: bool = True,
+                 lr_decay_epochs: Optional[list[float]] = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.lr_decay_epochs = list(lr_decay_epochs or [])
         self.evaluate_fn = evaluate_fn
         self.key_metric = key_metric
         self.greater_is_better = greater_is_better
@@ -52,8 +54,16 @@ class UnimoTrainer(Trainer):
         if self.lr_scheduler is None:
             warmup = self.args.warmup_steps if self.args.warmup_steps > 0 else int(
                 self.args.warmup_ratio * num_training_steps)
-            self.lr_scheduler = paddle.optimizer.lr.LambdaDecay(
-                learning_rate=self.args.learning_rate, lr_lambda=official_lr_lambda(warmup, num_training_steps))
+            if self.lr_decay_epochs:
+                # official retrieval schedule (scale_by_epoch_decay): x0.1 at each listed epoch, no decay otherwise
+                steps_per_epoch = max(1, num_training_steps / max(self.args.num_train_epochs, 1e-9))
+                bounds = [int(e * steps_per_epoch) for e in self.lr_decay_epochs]
+                lr_lambda = lambda step: (min(1.0, step / warmup) if warmup else 1.0) * 0.1 ** sum(  # noqa: E731
+                    step >= b for b in bounds)
+            else:
+                lr_lambda = official_lr_lambda(warmup, num_training_steps)
+            self.lr_scheduler = paddle.optimizer.lr.LambdaDecay(learning_rate=self.args.learning_rate,
+                                                                lr_lambda=lr_lambda)
         return self.lr_scheduler
 
     # -------------------------------------------------------------- loss

@@ -232,5 +232,11 @@ class CaptionTask(MultimodalTask):
         preds = self.generate(model, image_ids)
         self.write_json(f"captions_{split}_results.json",
                         [{"image_id": int(k) if k.isdigit() else k, "caption": v} for k, v in preds.items()])
-        scores = caption_scores(preds, {k: refs[k] for k in image_ids})
+        scored_refs = {k: refs[k] for k in image_ids}
+        scores = caption_scores(preds, scored_refs)
+        # trivial baseline: the most frequent reference caption of the split, predicted for every image
+        captions = [c for k in image_ids for c in refs[k]]
+        constant = max(set(captions), key=captions.count)
+        base = caption_scores({k: constant for k in image_ids}, scored_refs, meteor=False)
+        scores["constant_caption_CIDEr-D"] = base["CIDEr-D"]
         return {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -102,8 +102,11 @@ class VisualEntailmentTask(MultimodalTask):
                 preds.append({"pair_id": e["pair_id"], "image_id": e["image_id"], "prediction": self.LABELS[p]})
                 correct += int(e["label"] == p)
         self.write_json(f"predictions_{split}.json", preds)
-        labelled = sum(e["label"] is not None for e in examples)
-        return {"acc": correct / labelled, "num_examples": labelled} if labelled else {}
+        labels = [e["label"] for e in examples if e["label"] is not None]
+        if not labels:
+            return {}
+        majority = max(np.bincount(labels)) / len(labels)  # trivial baseline: always the most frequent class
+        return {"acc": correct / len(labels), "majority_class_acc": float(majority), "num_examples": len(labels)}
 
 
 # ------------------------------------------------------------------------------------------------------- VQA v2
@@ -131,7 +134,7 @@ class VQATask(MultimodalTask):
             targets = {self._answer_index[a["answer"]]: float(a["score"]) for a in ex.get("answers", [])
                        if a["answer"] in self._answer_index}  # answers outside the vocabulary cannot be predicted
             out.append({"question_id": ex["question_id"], "image_id": str(ex["image_id"]),
-                        "text": self.text_ids(ex["question"], None), "targets": targets,
+                        "text": self.text_ids(ex["question"], None), "targets": targets, "question": ex["question"],
                         "gt": [a["answer"] for a in ex.get("answers", [])]})
         return out
 
@@ -161,6 +164,9 @@ class VQATask(MultimodalTask):
         qid_int = {k: (int(k) if str(k).isdigit() else k) for k in answers}
         write_vqa_results(os.path.join(self.output_dir, f"vqa_results_{split}.json"),
                           {qid_int[k]: v for k, v in answers.items()})
+        self.write_json("predictions_examples.json", [
+            {"question_id": e["question_id"], "image_id": e["image_id"], "question": e["question"],
+             "answer": answers[e["question_id"]]} for e in examples[:200]])
         labelled = [e for e in examples if e["gt"]]
         if not labelled:
             return {}
@@ -251,4 +257,5 @@ class RetrievalTask(MultimodalTask):
         os.makedirs(self.output_dir, exist_ok=True)
         np.save(os.path.join(self.output_dir, f"scores_{split}.npy"), scores)
         result = recall_at_k(scores, [c for c, _ in captions])
+        result["chance_recall@1"] = 1.0 / len(images)
         return {k: v for k, v in result.items() if isinstance(v, (int, float))}

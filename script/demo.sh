@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The main job on the embedded demo world:
+#   1. render the demo world (2,000 scenes), extract region features, write it in the real public formats and convert
+#      it with the project's converters (script/prepare_demo_data.sh)
+#   2. rewrite its captions for CMCL (TF-IDF hard negatives + scene-graph rewrites)
+#   3. pre-train a tiny UNIMO on the three corpora (texts, images, image-text pairs)
+#   4. fine-tune captioning, VQA, visual entailment and retrieval from the pre-trained weights
+#   5. print one results table; loss curves and example predictions as PNGs in demo_output/
+# Environment: DEMO_SCENES (2000), DEMO_DATA (demo_data), DEMO_OUT (demo_output), DEMO_SKIP_PRETRAIN=1.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source "$ROOT/script/common.sh"   # venv, environment, run_finetune
+DATA="${DEMO_DATA:-demo_data}"; OUT="${DEMO_OUT:-demo_output}"; SCENES="${DEMO_SCENES:-2000}"
+STORE="$DATA/world/features/store"
+start=$(date +%s)
+step() { echo; echo "=== [$(( $(date +%s) - start ))s] $*"; }
+
+step "1/5 demo world ($SCENES scenes) and dataset conversion"
+bash script/prepare_demo_data.sh "$DATA" "$SCENES" 0
+
+PAIRS="$DATA/coco/captions_train.jsonl"
+if [ -d preprocess/rewrite ]; then
+  step "2/5 text rewriting for CMCL"
+  if [ ! -f "$DATA/rewrite/pairs_train.jsonl" ]; then
+    "$PY" -m preprocess.rewrite --pairs "$PAIRS" --output "$DATA/rewrite/pairs_train.jsonl" --positives 0 \
+      --negatives 8 --parser rule --vocab-dir "${UNIMO_VG_VOCAB:-model_files/vg_1600_400_20}" --seed 0
+  fi
+  PAIRS="$DATA/rewrite/pairs_train.jsonl"
+fi
+
+INIT=null
+if [ -z "${DEMO_SKIP_PRETRAIN:-}" ] && [ -f script/pretrain/demo/run.sh ]; then
+  step "3/5 pre-training (text + image + pair streams, CMCL)"
+  LOG_DIR=log/demo_pretrain bash script/pretrain/demo/run.sh data_dir="$DATA" feature_store="$STORE" \
+    pairs_file="$PAIRS" output_dir="$OUT/pretrain"
+  INIT="$OUT/pretrain/final"
+fi
+
+declare -A task_data=([img2txt]=coco [vqa]=vqa [ve]=snli_ve [retrieval]=flickr)
+for task in img2txt vqa ve retrieval; do
+  step "4/5 fine-tuning: $task"
+  run_finetune "script/demo/$task.yaml" "demo_$task" data_dir="$DATA/${task_data[$task]}" feature_store="$STORE" \
+    init_checkpoint="$INIT" output_dir="$OUT/$task" do_test=true
+done
+
+step "5/5 results"
+"$PY" -m unimo.utils.demo_summary --output "$OUT" --world "$DATA/world"
+echo "demo finished in $(( $(date +%s) - start ))s"

@@ -1,0 +1,132 @@
+"""Summarise a demo run: one results table (learned model vs the trivial baseline of each task), loss curves and a
+sheet of example predictions on demo images, as PNG files a person can look at.
+
+usage: python -m unimo.utils.demo_summary --output demo_output --world demo_data/world
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+# (task dir, metric, baseline metric, label); metric values as written by the tasks' evaluate()
+ROWS = [
+    ("img2txt", "CIDEr-D", "constant_caption_CIDEr-D", "COCO-style captioning: CIDEr-D vs a constant caption"),
+    ("vqa", "vqa_acc", "majority_answer_acc", "VQA v2-style: VQA accuracy vs the majority answer"),
+    ("ve", "acc", "majority_class_acc", "SNLI-VE-style: accuracy vs the majority class"),
+    ("retrieval", "avg_recall@1", "chance_recall@1", "Flickr-style retrieval: mean R@1 vs chance"),
+]
+
+
+def _load(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def results_table(output: str) -> tuple[str, dict[str, Any]]:
+    lines = ["| task | learned | trivial baseline | split |", "|---|---|---|---|"]
+    data: dict[str, Any] = {}
+    pre = os.path.join(output, "pretrain", "results.json")
+    if os.path.exists(pre):
+        data["pretrain"] = _load(pre)
+    for task, metric, base, label in ROWS:
+        path = os.path.join(output, task, "results.json")
+        if not os.path.exists(path):
+            lines.append(f"| {label} | not run | | |")
+            continue
+        res = _load(path)
+        split = "test" if res["metrics"].get("test") else "dev"
+        m = res["metrics"].get(split, {})
+        data[task] = {"split": split, metric: m.get(metric), base: m.get(base)}
+        fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")
+        lines.append(f"| {label} | {fmt(m.get(metric))} | {fmt(m.get(base))} | {split} |")
+    return "\n".join(lines) + "\n", data
+
+
+def loss_curves(output: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in ["pretrain"] + [r[0] for r in ROWS] if os.path.exists(os.path.join(output, t, "train_log.jsonl"))]
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        series: dict[str, list[tuple[int, float]]] = {}
+        with open(os.path.join(output, task, "train_log.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                for k, v in rec.items():
+                    if (k == "loss" or k.startswith("loss_")) and isinstance(v, (int, float)):
+                        series.setdefault(k, []).append((rec["step"], v))
+        for k, pts in series.items():
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=k)
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def example_sheet(output: str, world: str, path: str, n: int = 6) -> None:
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    caps_path = next((os.path.join(output, "img2txt", f) for f in ("captions_test_results.json",
+                                                                     "captions_dev_results.json")
+                      if os.path.exists(os.path.join(output, "img2txt", f))), None)
+    if caps_path is None:
+        return
+    captions = {str(r["image_id"]): r["caption"] for r in _load(caps_path)}
+    answers: dict[str, list[str]] = {}
+    vqa_pred = os.path.join(output, "vqa", "predictions_examples.json")
+    if os.path.exists(vqa_pred):
+        for r in _load(vqa_pred):
+            answers.setdefault(str(r["image_id"]), []).append(f"Q: {r['question']} A: {r['answer']}")
+    ids = list(captions)[:n]
+    fig, axes = plt.subplots(1, len(ids), figsize=(3.2 * len(ids), 4.2), squeeze=False)
+    for ax, image_id in zip(axes[0], ids):
+        img = cv2.imread(os.path.join(world, "images", f"demo_{int(image_id):012d}.jpg"))
+        if img is not None:
+            ax.imshow(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        text = "\n".join([captions[image_id]] + answers.get(image_id, [])[:2])
+        ax.set_title(f"image {image_id}", fontsize=8)
+        ax.set_xlabel(_wrap(text, 38), fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--output", default="demo_output")
+    ap.add_argument("--world", default="demo_data/world")
+    args = ap.parse_args(argv)
+    table, data = results_table(args.output)
+    with open(os.path.join(args.output, "results.md"), "w", encoding="utf-8") as f:
+        f.write("# UNIMO demo results (tiny model, demo world)\n\n" + table)
+    with open(os.path.join(args.output, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    loss_curves(args.output, os.path.join(args.output, "loss_curves.png"))
+    example_sheet(args.output, args.world, os.path.join(args.output, "examples.png"))
+    print(table)
+    print(f"written: {args.output}/results.md, results.json, loss_curves.png, examples.png")
+
+
+if __name__ == "__main__":
+    main()
