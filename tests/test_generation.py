@@ -128,7 +128,7 @@ def restrict(allowed):
     bias = np.full(50265, -np.inf, np.float32)
     bias[allowed] = 0.0
     bias_t = _t(bias, "float32")
-    return lambda step, logits: logits + bias_t
+    return lambda step, logits, rows: logits + bias_t
 
 
 def exhaustive(model, src, max_len, alpha, min_len, eos=MASK_ID, allowed=ALLOWED):
@@ -246,7 +246,7 @@ def test_min_out_len_blocks_eos(model):
     eos_bias = np.zeros(50265, np.float32)
     eos_bias[MASK_ID] = 30.0  # EOS is by far the most likely token at every step
     boost = _t(eos_bias, "float32")
-    proc = lambda step, logits: logits + boost  # noqa: E731
+    proc = lambda step, logits, rows: logits + boost  # noqa: E731
     assert beam_search(model, source, valid, beam_size=3, max_out_len=6, logits_processor=proc)[0][0] == []
     assert greedy_search(model, source, valid, max_out_len=6, logits_processor=proc)[0][0] == []
     for min_len in (1, 3):
@@ -304,7 +304,7 @@ def test_trigram_blocking_in_beam_search(model, tokenizer):
         if step >= 5:  # before, every alternative is ~20 behind, so the beams share the pattern prefix
             b[dog] += 10.0
         boosts.append(_t(b, "float32"))
-    proc = lambda step, logits: logits + boosts[step]  # noqa: E731
+    proc = lambda step, logits, rows: logits + boosts[step]  # noqa: E731
     source, valid = text_batch([[CLS_ID, 50, 60, SEP_ID]])
     ws = tokenizer.word_start_table()
     common = dict(max_out_len=8, min_out_len=8, logits_processor=proc, word_start=ws)
@@ -341,21 +341,31 @@ def test_batched_sources_equal_individual_decoding(model, tokenizer):
     sources = random_sources(np.random.default_rng(7), [9, 4, 13])
     cfg = BeamSearchConfig(beam_size=3, max_out_len=8, min_out_len=2, length_penalty=0.6, trigram_blocking=True,
                            word_start=tokenizer.word_start_table())
-    onehot = _t(np.eye(1, 50265, MASK_ID, dtype=np.float32), "float32")
-
-    def proc(step, logits):
-        # an EOS boost that depends on the hypothesis (through one of its logits), so sources and beams finish at
-        # different steps and finished sources leave the batch
-        return logits + 120.0 * logits[:, 777:778] * onehot
-
-    batch = beam_search(model, *text_batch(sources), cfg, logits_processor=proc, return_all=True)
-    lengths = set()
-    for src, got in zip(sources, batch):
+    batch_rows: list[int] = []
+    batch = beam_search(model, *text_batch(sources), cfg, logits_processor=eos_from([2, 4, None], MASK_ID, batch_rows),
+                        return_all=True)
+    # sources 0 and 1 left the batch (their 3 hypotheses each finished) while source 2 went on to max_out_len
+    assert batch_rows == [3, 9, 9, 6, 6, 3, 3, 3]  # EOS fed at steps 2 and 4 ends those sources
+    for b, (src, got) in enumerate(zip(sources, batch)):
+        proc = eos_from([[2, 4, None][b]], MASK_ID)
         alone = beam_search(model, *text_batch([src]), cfg, logits_processor=proc, return_all=True)[0]
         assert [ids for ids, _ in got] == [ids for ids, _ in alone]
         assert np.abs(np.array([s for _, s in got]) - [s for _, s in alone]).max() < 1e-5
-        lengths.add(len(got[0][0]))
-    assert len(lengths) > 1, lengths
+    assert [len(h[0][0]) for h in batch] == [2, 4, 8]
+
+
+def eos_from(first_step, eos, record=None):
+    """Processor: from step ``first_step[source]`` on (None: never) the EOS logit gets +30, so every hypothesis of
+    that source ends there. ``record`` collects the number of rows per step."""
+    onehot = _t(np.eye(1, 50265, eos, dtype=np.float32), "float32")
+
+    def proc(step, logits, rows):
+        if record is not None:
+            record.append(int(logits.shape[0]))
+        on = np.array([first_step[r] is not None and step >= first_step[r] for r in rows], np.float32)
+        return logits + 30.0 * _t(on[:, None], "float32") * onehot
+
+    return proc
 
 
 def test_cached_beam_search_equals_recompute_beam_search(model, tiny_config):
@@ -369,8 +379,7 @@ def test_cached_beam_search_equals_recompute_beam_search(model, tiny_config):
     source = {"image_features": _t(feats, "float32"), "image_locations": _t(locs, "float32"),
               "obj_input_ids": _t([[0, 77, 2], [0, 88, 1]]), "obj_position_ids": _t([[2, 3, 4], [2, 3, 1]]),
               "attention_mask": _t(np.stack([masks.bidirectional(v) for v in valid]), "float32")}
-    onehot = _t(np.eye(1, 50265, SEP_ID, dtype=np.float32), "float32")
-    proc = lambda step, logits: logits + 120.0 * logits[:, 777:778] * onehot  # noqa: E731  (see the test above)
+    proc = eos_from([3, None], SEP_ID)
     cfg = BeamSearchConfig.official("coco", max_out_len=7, min_out_len=1, beam_size=4)
     steps = []
     a = beam_search(model, source, valid, cfg, logits_processor=proc, return_all=True, callback=steps.append)
@@ -379,7 +388,7 @@ def test_cached_beam_search_equals_recompute_beam_search(model, tiny_config):
         assert [i for i, _ in ha] == [i for i, _ in hb]
         assert np.abs(np.array([s for _, s in ha]) - [s for _, s in hb]).max() < 1e-5
     assert steps == list(range(len(steps)))
-    assert any(len(i) < len(steps) for h in a for i, _ in h)  # some hypotheses ended with EOS
+    assert len(steps) == 7 and len(a[0][0][0]) == 3 and len(a[1][0][0]) == 7
 
 
 def test_dialog_model_feeds_zero_role_and_turn(tiny_config):
@@ -429,7 +438,7 @@ def test_sampling_distribution(model, kw, expected):
     filtered, renormalised distribution (tolerance 4.5 sigma) and filtered ids never appear."""
     fixed = np.full(50265, -np.inf, np.float32)
     fixed[[10, 20, 30, 40]] = [2.0, 1.0, 0.0, -1.0]
-    proc = lambda step, logits: _t(fixed, "float32").expand(logits.shape)  # noqa: E731
+    proc = lambda step, logits, rows: _t(fixed, "float32").expand(logits.shape)  # noqa: E731
     rows, steps = 125, 16  # every step of every row is an independent draw from the same distribution
     n = rows * steps
     source, valid = text_batch([[CLS_ID, 5, SEP_ID]] * rows)

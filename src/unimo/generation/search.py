@@ -37,7 +37,8 @@ from .trigram import block_deltas
 
 _NUCLEUS_HEAD = 256
 EOS_BLOCK = -1e18  # official: added to the EOS logit while step < min_out_len
-LogitsProcessor = Callable[[int, paddle.Tensor], paddle.Tensor]
+# (step, logits [N, V], source index of each row [N]) -> logits; rows follow the live hypotheses
+LogitsProcessor = Callable[[int, paddle.Tensor, np.ndarray], paddle.Tensor]
 StepCallback = Callable[[int], None]
 Hypothesis = tuple[list[int], float]
 
@@ -73,10 +74,10 @@ def _resolve(config: Optional[DecodeConfig], default: type, overrides: dict[str,
     return cfg
 
 
-def _revised_log_probs(logits: paddle.Tensor, step: int, cfg: DecodeConfig,
-                       processor: Optional[LogitsProcessor]) -> paddle.Tensor:
+def _revised_logits(logits: paddle.Tensor, step: int, cfg: DecodeConfig, processor: Optional[LogitsProcessor],
+                    row_sources: np.ndarray) -> paddle.Tensor:
     if processor is not None:
-        logits = processor(step, logits)
+        logits = processor(step, logits, row_sources)
     if step < cfg.min_out_len:
         bias = paddle.zeros([logits.shape[-1]], dtype=logits.dtype)
         bias[cfg.eos_id] = EOS_BLOCK
@@ -111,8 +112,8 @@ def beam_search(model: Any, source: Mapping[str, Any], source_valid: ArrayLike,
     """Beam search with the official semantics (see the module docstring).
 
     ``overrides`` replace fields of ``config`` (e.g. ``beam_size=5, length_penalty=0.6``). ``logits_processor``
-    maps ``(step, logits [N, V])`` to new logits before the min-length mask (tests restrict the vocabulary with
-    it). ``use_cache=False`` recomputes the whole sequence every step (reference/benchmark). ``callback(step)``
+    maps ``(step, logits [N, V], source index of each row [N])`` to new logits before the min-length mask
+    (constraints, vocabulary restriction). ``use_cache=False`` recomputes the whole sequence every step (reference/benchmark). ``callback(step)``
     runs after every step. Returns per source the best ``(ids, score)``, or with ``return_all`` every surviving
     hypothesis sorted by score (best first).
     """
@@ -130,7 +131,7 @@ def beam_search(model: Any, source: Mapping[str, Any], source_valid: ArrayLike,
         scores = np.zeros((num_sources, 1), dtype=np.float32)  # length-penalised, as the official graph stores
         feed = np.full(num_sources, cfg.bos_id, dtype=np.int64)
         for step in range(cfg.max_out_len):
-            logits = _revised_log_probs(dec.step(feed), step, cfg, logits_processor)
+            logits = _revised_logits(dec.step(feed), step, cfg, logits_processor, np.repeat(active, k_prev))
             top_v, top_i = paddle.topk(log_softmax(logits), k, axis=-1)
             ns = len(active)
             top_v = top_v.numpy().reshape(ns, k_prev, k)
@@ -206,7 +207,7 @@ def _single_path(model: Any, source: Mapping[str, Any], source_valid: ArrayLike,
         total = np.zeros(num_sources, dtype=np.float32)
         feed = np.full(num_sources, cfg.bos_id, dtype=np.int64)
         for step in range(cfg.max_out_len):
-            logits = _revised_log_probs(dec.step(feed), step, cfg, logits_processor)
+            logits = _revised_logits(dec.step(feed), step, cfg, logits_processor, active)
             log_probs = log_softmax(logits)
             ids = choose(step, logits, log_probs)
             picked = paddle.take_along_axis(log_probs, paddle.to_tensor(ids[:, None]), axis=1).numpy()[:, 0]
