@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model=model, args=training_args, train_dataset=train_data, data_collator=task.collate,
         evaluate_fn=task.evaluate if (cfg["do_eval"] and task.has_split("dev")) else None,
         key_metric=task.key_metric, greater_is_better=task.greater_is_better,
-        lr_decay_epochs=cfg.get("lr_decay_epochs"))
+        lr_decay_epochs=cfg.get("lr_decay_epochs"), save_fn=task.save_checkpoint)
     world = training_args.world_size
     global_batch = int(cfg["batch_size"]) * int(cfg["gradient_accumulation_steps"]) * world
     started = time.time()
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if cfg["do_train"] and os.path.isdir(best_dir):
             final_model = type(model).from_pretrained(best_dir)
         elif cfg["do_train"]:
-            model.save_pretrained(os.path.join(output_dir, "final"))
+            task.save_checkpoint(model, os.path.join(output_dir, "final"))
         final_model.eval()
         metrics: dict[str, Any] = {}
         with paddle.no_grad():

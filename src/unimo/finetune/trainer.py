@@ -36,9 +36,11 @@ class UnimoTrainer(Trainer):
 
     def __init__(self, *args: Any, evaluate_fn: Optional[Callable[[Any, str], dict[str, float]]] = None,
                  key_metric: Optional[str] = None, greater_is_better: bool = True,
-                 lr_decay_epochs: Optional[list[float]] = None, **kwargs: Any):
+                 lr_decay_epochs: Optional[list[float]] = None,
+                 save_fn: Optional[Callable[[Any, str], None]] = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.lr_decay_epochs = list(lr_decay_epochs or [])
+        self.save_fn = save_fn or (lambda model, directory: model.save_pretrained(directory))
         self.evaluate_fn = evaluate_fn
         self.key_metric = key_metric
         self.greater_is_better = greater_is_better
@@ -119,7 +121,7 @@ class UnimoTrainer(Trainer):
             if value is not None and (self.best_metric is None or (
                     value > self.best_metric if self.greater_is_better else value < self.best_metric)):
                 self.best_metric, self.best_step = float(value), self.state.global_step
-                model.save_pretrained(os.path.join(self.args.output_dir, "best"))
+                self.save_fn(model, os.path.join(self.args.output_dir, "best"))
             self.log(metrics)
         if self.args.world_size > 1:
             paddle.distributed.barrier()

@@ -183,6 +183,17 @@ def _pairs(image_ids: str | int | Sequence[Any], texts: str | Sequence[str], wha
     return list(zip(imgs, txts))
 
 
+def describe_source(source: Any) -> str:
+    """Short name of an image source for messages."""
+    if isinstance(source, FeatureStore):
+        return f"feature store {source.path}"
+    if isinstance(source, ImageFolderFeatures):
+        some = ", ".join(repr(i) for i in source.image_ids()[:3])
+        return (f"image folder {source.images_dir} (its ids: {some}, ...; ids are file stems unless "
+                "--image-id-regex picks a part)")
+    return repr(source)
+
+
 def _top(scores: np.ndarray, k: int | None) -> np.ndarray:
     """Indices of the ``k`` highest scores, best first (ties keep input order); all of them for k None."""
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
@@ -214,8 +225,9 @@ class _Predictor:
         self._owns_features = False
         expected = int(model.config.image_embedding_size)
         if int(self.features.feature_dim) != expected:
-            raise PredictError(f"{self.features!r}: features have {self.features.feature_dim} dimensions, the model "
-                               f"expects {expected} (image_embedding_size in its {CONFIG_NAME})")
+            raise PredictError(f"{describe_source(self.features)}: features have {self.features.feature_dim} "
+                               f"dimensions, the model expects {expected} (image_embedding_size in its "
+                               f"{CONFIG_NAME})")
         task_cls = get_task_class(self.task_name)
         raw = dict(task_config or {})
         cfg: dict[str, Any] = {**task_cls.defaults, **raw}
@@ -235,7 +247,7 @@ class _Predictor:
         self.task = task_cls(cfg, tokenizer, ".")
         # The task reads images through its ImageBatcher (built from cfg["feature_store"], a path); ours may be an
         # open store or an image folder, so hand it over directly.
-        self.task._images = ImageBatcher(self.features, int(cfg["max_img_len"]), cfg.get("conf_threshold"),
+        self.task.images = ImageBatcher(self.features, int(cfg["max_img_len"]), cfg.get("conf_threshold"),
                                          int(cfg["min_boxes"]), int(cfg["max_boxes"]), cfg.get("fixed_boxes"))
 
     @classmethod
@@ -277,7 +289,7 @@ class _Predictor:
         unique = list(dict.fromkeys(ids))
         missing = [i for i in unique if i not in self.features]
         if missing:
-            raise UnknownImageError(missing, self.features, len(unique))
+            raise UnknownImageError(missing, describe_source(self.features), len(unique))
         if hasattr(self.features, "prepare"):
             self.features.prepare(unique, progress=self.progress)
         return ids

@@ -139,12 +139,14 @@ def _selected_images(args: argparse.Namespace, predictor) -> list[str]:
     return list(ids)
 
 
-def _drop_unknown(args: argparse.Namespace, predictor, image_ids: Iterable[str], skipped: Counter) -> set[str]:
+def _drop_unknown(args: argparse.Namespace, predictor, image_ids: Iterable[str]) -> set[str]:
     """Unknown ids: an error, or with --skip-bad the set to leave out (counted per dropped item by the caller)."""
     unique = list(dict.fromkeys(image_ids))
     unknown = [i for i in unique if i not in predictor.features]
     if unknown and not args.skip_bad:
-        raise UnknownImageError(unknown, predictor.features, len(unique))
+        from .api import describe_source
+
+        raise UnknownImageError(unknown, describe_source(predictor.features), len(unique))
     return set(unknown)
 
 
@@ -169,7 +171,7 @@ def _text_items(args: argparse.Namespace, predictor, single: Sequence[str] | Non
                                "--image-id ID or --all")
         else:
             items += [(i, q.text, q.query_id) for i in selected]
-    drop = _drop_unknown(args, predictor, (i for i, _, _ in items), skipped)
+    drop = _drop_unknown(args, predictor, (i for i, _, _ in items))
     if drop:
         skipped["unknown_image"] += sum(i in drop for i, _, _ in items)
         items = [it for it in items if it[0] not in drop]
@@ -183,7 +185,7 @@ def _run(args: argparse.Namespace, predictor, skipped: Counter, messages: list[s
         ids = _selected_images(args, predictor)
         if not ids:
             raise PredictError("no images: give --image-ids FILE, --image-id ID or --all")
-        drop = _drop_unknown(args, predictor, ids, skipped)
+        drop = _drop_unknown(args, predictor, ids)
         if drop:
             skipped["unknown_image"] += len(drop)
         ids = [i for i in ids if i not in drop]
@@ -223,7 +225,7 @@ def _run(args: argparse.Namespace, predictor, skipped: Counter, messages: list[s
     ids = _selected_images(args, predictor)
     if not ids:
         raise PredictError("no candidate images: give --image-ids FILE, --image-id ID or --all")
-    drop = _drop_unknown(args, predictor, ids, skipped)
+    drop = _drop_unknown(args, predictor, ids)
     if drop:
         skipped["unknown_image"] += len(drop)
     ids = [i for i in ids if i not in drop]

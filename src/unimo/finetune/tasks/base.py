@@ -76,6 +76,18 @@ class Task:
             return model
         return model_cls(config, **kwargs)
 
+    def artifacts(self) -> dict[str, str]:
+        """Files a checkpoint of this task needs besides the weights (copied next to them, e.g. the VQA answer
+        vocabulary), as {file name in the checkpoint dir: source path}."""
+        return {}
+
+    def save_checkpoint(self, model, directory: str) -> None:
+        import shutil
+
+        model.save_pretrained(directory)
+        for name, src in self.artifacts().items():
+            shutil.copyfile(src, os.path.join(directory, name))
+
     # -- evaluation
     def evaluate(self, model, split: str) -> dict[str, float]:
         raise NotImplementedError

@@ -31,6 +31,7 @@ class MultimodalTask(Task):
 
     @property
     def images(self) -> ImageBatcher:
+        """The image reader (built from ``feature_store`` on first use; assignable, e.g. by the inference API)."""
         if self._images is None:
             store = self.cfg.get("feature_store")
             if not store:
@@ -41,6 +42,10 @@ class MultimodalTask(Task):
                                         int(self.cfg["min_boxes"]), int(self.cfg["max_boxes"]),
                                         self.cfg.get("fixed_boxes"))
         return self._images
+
+    @images.setter
+    def images(self, value: ImageBatcher) -> None:
+        self._images = value
 
     def text_ids(self, text: str | None, ids: Sequence[int] | None) -> list[int]:
         """``[CLS] text [SEP]`` truncated to max_seq_len keeping the final [SEP] (official VE/retrieval readers)."""
@@ -116,13 +121,20 @@ class VQATask(MultimodalTask):
     defaults = {**MultimodalTask.defaults, "answer_vocab": None, "max_seq_len": 40}
 
     @property
+    def answer_vocab_path(self) -> str:
+        path = self.cfg.get("answer_vocab") or os.path.join(os.path.dirname(self.data_path("train")),
+                                                            "answer_vocab.json")
+        if not os.path.isabs(path) and self.cfg.get("data_dir") and not os.path.exists(path):
+            path = os.path.join(self.cfg["data_dir"], path)
+        return path
+
+    def artifacts(self) -> dict[str, str]:
+        return {"answer_vocab.json": self.answer_vocab_path}
+
+    @property
     def answers(self) -> list[str]:
         if not hasattr(self, "_answers"):
-            path = self.cfg.get("answer_vocab") or os.path.join(os.path.dirname(self.data_path("train")),
-                                                                "answer_vocab.json")
-            if not os.path.isabs(path) and self.cfg.get("data_dir") and not os.path.exists(path):
-                path = os.path.join(self.cfg["data_dir"], path)
-            with open(path, encoding="utf-8") as f:
+            with open(self.answer_vocab_path, encoding="utf-8") as f:
                 self._answers = list(json.load(f))
             self._answer_index = {a: i for i, a in enumerate(self._answers)}
         return self._answers
