@@ -223,20 +223,35 @@ def reference_beam(model, src, beam, max_len, alpha, min_len, allowed, word_star
     return strip_hypothesis(seq[1:], eos), score
 
 
-@pytest.mark.parametrize("trigram", [False, True])
-def test_beam_search_equals_naive_reference_with_pruning(model, trigram):
-    rng = np.random.default_rng(4)
-    src = random_sources(rng, [7])[0]
+def test_beam_search_equals_naive_reference_with_pruning(model):
+    """Beam 3 over EOS + three words, 6 steps: pruning, finished hypotheses competing with live ones."""
+    src = random_sources(np.random.default_rng(4), [7])[0]
+    source, valid = text_batch([src])
+    allowed = [MASK_ID, 10, 20, 30]
+    ref_ids, ref_score = reference_beam(model, src, 3, 6, 0.6, 1, allowed)
+    ids, score = beam_search(model, source, valid, beam_size=3, max_out_len=6, min_out_len=1, length_penalty=0.6,
+                             logits_processor=restrict(allowed))[0]
+    assert ids == ref_ids
+    assert abs(score - ref_score) < 1e-4
+
+
+def test_trigram_beam_search_equals_naive_reference(model):
+    """Same with trigram blocking over 8 tokens, where blocking changes the result; id 20 continues a word, so
+    words of several tokens are compared."""
+    src = random_sources(np.random.default_rng(4), [7])[0]
     source, valid = text_batch([src])
     allowed = [MASK_ID, 10, 20, 30]
     word_start = np.zeros(50265, bool)
-    word_start[[CLS_ID, MASK_ID, 10, 20]] = True  # 30 continues a word: exercises multi-token words
-    kw = dict(beam_size=3, max_out_len=6, min_out_len=1, length_penalty=0.6)
-    ref_ids, ref_score = reference_beam(model, src, 3, 6, 0.6, 1, allowed, word_start if trigram else None)
-    ids, score = beam_search(model, source, valid, logits_processor=restrict(allowed), trigram_blocking=trigram,
-                             word_start=word_start, **kw)[0]
+    word_start[[CLS_ID, MASK_ID, 10, 30]] = True
+    ref_ids, ref_score = reference_beam(model, src, 3, 8, 0.6, 8, allowed, word_start)
+    unblocked_ids, _ = reference_beam(model, src, 3, 8, 0.6, 8, allowed)
+    assert ref_ids != unblocked_ids  # blocking matters in this case
+    ids, score = beam_search(model, source, valid, beam_size=3, max_out_len=8, min_out_len=8, length_penalty=0.6,
+                             logits_processor=restrict(allowed), trigram_blocking=True, word_start=word_start)[0]
     assert ids == ref_ids
-    assert abs(score - ref_score) < 1e-3 * max(1.0, abs(ref_score)) if trigram else abs(score - ref_score) < 1e-4
+    assert abs(score - ref_score) < 1e-4
+    assert not has_repeated_trigram([CLS_ID] + ids, word_start)
+    assert any(len(w) > 1 for w in group_words(ids, word_start))
 
 
 # ------------------------------------------------------------------------------------------------ min length
@@ -280,15 +295,21 @@ def test_block_deltas_hand_checked(tokenizer):
 
 
 def test_block_deltas_match_reference_on_random_sequences():
+    # a tiny vocabulary makes repeated word trigrams common: ids 1, 2 start words, 3 and 4 continue them
+    word_start = np.array([True, True, True, False, False])
     rng = np.random.default_rng(5)
-    word_start = rng.random(12) < 0.5
-    word_start[0] = True
-    for _ in range(400):
-        prefix = [0] + rng.integers(1, 12, rng.integers(0, 12)).tolist()
-        cands = list(range(12))
+    blocked = {True: 0, False: 0}  # by whether the candidate starts a word
+    for _ in range(1000):
+        # a random stretch, then a partial repeat of it: the next token often closes a repeated trigram
+        base = rng.integers(1, 5, rng.integers(1, 12)).tolist()
+        prefix = [0] + base + base[:rng.integers(0, len(base) + 1)]
+        cands = [1, 2, 3, 4]
         got = block_deltas(prefix, cands, word_start)
         want = [reference_trigram_delta(prefix + [c], word_start) for c in cands]
-        assert got.tolist() == want
+        assert got.tolist() == want, prefix
+        for c, d in zip(cands, want):
+            blocked[bool(word_start[c])] += d != 0
+    assert blocked[True] > 40 and blocked[False] > 40, blocked
 
 
 def test_trigram_blocking_in_beam_search(model, tokenizer):
@@ -525,14 +546,16 @@ def test_nan_model_raises_clearly(tiny_config):
         greedy_search(m, source, valid, max_out_len=3)
 
 
-def test_model_mode_is_restored(tiny_config):
+def test_model_mode_and_flags_are_restored(tiny_config):
     paddle.seed(3)
     m = UnimoForGeneration(tiny_config)
     m.train()
     source, valid = text_batch([[CLS_ID, 5, SEP_ID]])
+    flag = paddle.get_flags(["FLAGS_use_stride_kernel"])
     a = greedy_search(m, source, valid, max_out_len=4)
     assert a == greedy_search(m, source, valid, max_out_len=4)  # no dropout while decoding
     assert m.training
+    assert paddle.get_flags(["FLAGS_use_stride_kernel"]) == flag  # switched off only while decoding
 
 
 def test_ids_to_text(tokenizer):

@@ -77,4 +77,4 @@ else
   echo "unpacked into $TARGET"
 fi
 echo "convert it with:"
-echo "  python -m unimo.convert legacy --src $TARGET --config $ROOT/$CONFIG --dst ${TARGET}_paddle3"
+echo "  python -m unimo.convert legacy --src $TARGET --config $ROOT/$CONFIG --dst ${TARGET}_paddle"

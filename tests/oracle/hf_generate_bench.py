@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--src-len", type=int, default=128)
     parser.add_argument("--out-len", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs; the fastest is reported")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -43,15 +44,22 @@ def main() -> None:
                   early_stopping=False, pad_token_id=1, eos_token_id=2)
     with torch.inference_mode():
         model.generate(ids, max_new_tokens=3, min_new_tokens=3, **common)  # warm-up
-        timer = StepTimer()
-        start = time.perf_counter()
-        out = model.generate(ids, max_new_tokens=args.out_len, min_new_tokens=args.out_len,
-                             logits_processor=LogitsProcessorList([timer]), **common)
-        total = time.perf_counter() - start
-    assert out.shape[1] == args.src_len + args.out_len, out.shape
-    times = np.diff([start] + timer.ends) * 1000.0
+        best, totals = None, []
+        for _ in range(args.repeats):
+            timer = StepTimer()
+            start = time.perf_counter()
+            out = model.generate(ids, max_new_tokens=args.out_len, min_new_tokens=args.out_len,
+                                 logits_processor=LogitsProcessorList([timer]), **common)
+            total = time.perf_counter() - start
+            assert out.shape[1] == args.src_len + args.out_len, out.shape
+            totals.append(round(total, 3))
+            if best is None or total < best[0]:
+                best = (total, timer.ends, start)
+    total, ends, start = best
+    times = np.diff([start] + ends) * 1000.0
     result = {"transformers": transformers.__version__, "torch": torch.__version__, "threads": args.threads,
-              "total_s": round(total, 3), "output_tokens_per_s": round(args.batch * args.out_len / total, 2),
+              "total_s": round(total, 3), "all_totals_s": totals,
+              "output_tokens_per_s": round(args.batch * args.out_len / total, 2),
               "per_step_ms": [round(float(t), 2) for t in times]}
     for n in (10, 30, 50):
         if n <= len(times):

@@ -24,7 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "warmup_ratio": 0.0, "warmup_steps": 0, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.98, "epsilon": 1e-6,
     "max_grad_norm": 1.0, "gradient_accumulation_steps": 1, "logging_steps": 10, "eval_steps": 0,
     "save_steps": 1000, "save_total_limit": 2, "seed": 1, "amp": "none", "amp_level": "O1", "recompute": False,
-    "num_workers": 0, "disable_tqdm": False, "visualdl": True, "eval_each_epoch": False, "lr_decay_epochs": None,
+    "num_workers": 0, "disable_tqdm": False, "visualdl": True, "eval_each_epoch": False, "lr_decay_epochs": None, "extra_eval_splits": None,
     # VILLA adversarial training (official recipe for COCO and SNLI-VE); 0 steps = off
     "adv_steps": 0, "adv_lr": 0.03, "adv_max_norm": 0.0, "adv_init_mag": 0.4, "adv_kl_weight": 1.0,
 }
@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         final_model.eval()
         metrics: dict[str, Any] = {}
         with paddle.no_grad():
-            for split, wanted in (("dev", cfg["do_eval"]), ("test", cfg["do_test"])):
+            # extra splits (e.g. MNLI dev_mismatched, test_mismatched, diagnostic) read `<split>_file`;
+            # dev* ones follow do_eval, the others do_test
+            extra = [(s, cfg["do_eval"] if s.startswith("dev") else cfg["do_test"])
+                     for s in (cfg.get("extra_eval_splits") or []) if s not in ("dev", "test")]
+            for split, wanted in [("dev", cfg["do_eval"]), ("test", cfg["do_test"])] + extra:
                 if wanted and task.has_split(split):
                     metrics[split] = task.evaluate(final_model, split)
         results = {

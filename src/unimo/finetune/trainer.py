@@ -110,6 +110,9 @@ class UnimoTrainer(Trainer):
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         model = self.model._layers if isinstance(self.model, paddle.DataParallel) else self.model
         metrics: dict[str, float] = {}
+        if self.eval_history and self.eval_history[-1]["step"] == self.state.global_step:
+            # PaddleNLP asks again at the last step when eval_steps divides max_steps: nothing changed since
+            return {f"{metric_key_prefix}_{k}": v for k, v in self.eval_history[-1].items() if k != "step"}
         if self.args.process_index == 0:
             model.eval()
             with paddle.no_grad():

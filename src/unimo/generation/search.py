@@ -50,13 +50,23 @@ def length_penalty(n: int, alpha: float) -> np.float32:
 
 @contextlib.contextmanager
 def _inference(model: Any) -> Iterator[None]:
-    """Eval mode (no dropout) and no autograd for the duration; the previous mode is restored."""
+    """Eval mode (no dropout), no autograd and no stride kernels for the duration; all restored afterwards.
+
+    Stride kernels: with Paddle 3.3's default ``FLAGS_use_stride_kernel=True`` a transpose is a strided view and
+    the copy that ``scaled_dot_product_attention`` then makes on CPU runs ~10x slower than a plain transpose
+    kernel: at decoding shapes (one query row, ~150 cached keys) attention took 17 ms per layer instead of 2 ms,
+    half of every decoding step (bench/bench_generation.py). Results are identical either way (tests pass in both).
+    """
     was_training = model.training
+    stride_flag = "FLAGS_use_stride_kernel"
+    stride = paddle.get_flags([stride_flag])[stride_flag]
     model.eval()
+    paddle.set_flags({stride_flag: False})
     try:
         with paddle.no_grad():
             yield
     finally:
+        paddle.set_flags({stride_flag: stride})
         if was_training:
             model.train()
 
@@ -113,9 +123,9 @@ def beam_search(model: Any, source: Mapping[str, Any], source_valid: ArrayLike,
 
     ``overrides`` replace fields of ``config`` (e.g. ``beam_size=5, length_penalty=0.6``). ``logits_processor``
     maps ``(step, logits [N, V], source index of each row [N])`` to new logits before the min-length mask
-    (constraints, vocabulary restriction). ``use_cache=False`` recomputes the whole sequence every step (reference/benchmark). ``callback(step)``
-    runs after every step. Returns per source the best ``(ids, score)``, or with ``return_all`` every surviving
-    hypothesis sorted by score (best first).
+    (constraints, vocabulary restriction). ``use_cache=False`` recomputes the whole sequence every step
+    (reference/benchmark). ``callback(step)`` runs after every step (progress, timing). Returns per source the best
+    ``(ids, score)``, or with ``return_all`` every surviving hypothesis sorted by score (best first).
     """
     cfg: BeamSearchConfig = _resolve(config, BeamSearchConfig, overrides, model)
     k = cfg.beam_size

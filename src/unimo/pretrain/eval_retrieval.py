@@ -1,0 +1,119 @@
+"""Zero-shot image-text retrieval with the CMCL projections (no fine-tuning): how well pre-training aligned the
+two modalities. Images are encoded alone, captions alone, and ranked by cosine similarity in the shared space;
+recalls as the official ``recall_at_k`` (:func:`unimo.eval.retrieval.recall_at_k`).
+
+    python -m unimo.pretrain.eval_retrieval --checkpoint OUT/final --pairs held_out.jsonl \
+        --feature-store STORE [--vocab-dir model_files/dict] [--output metrics.json]
+
+``--pairs``: caption JSONL (``{"image_id","caption"}`` per line) or retrieval JSONL (``{"image_id","captions"}``).
+Prints (and with ``--output`` writes) a JSON object: ``img_recall@K`` (caption -> image), ``cap_recall@K``
+(image -> caption), ``avg_recall@1`` ..., ``chance_recall@1`` = 1 / #images (R@1 of a random ranking, both directions).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+import unimo  # noqa: F401  (CPU environment before paddle)
+
+
+def encode_cmcl(model, image_ids: Sequence[str], captions: Sequence[str], images, tokenizer,
+                max_caption_len: int = 64, batch_size: int = 64, progress: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised CMCL embeddings ``(images [I, E], captions [C, E])`` of ``model`` (a UnimoForPretraining)."""
+    import paddle
+    from tqdm import tqdm
+
+    from ..tokenizer import CLS_ID, PAD_ID, SEP_ID
+
+    was_training = model.training
+    model.eval()
+    img_out, txt_out = [], []
+    with paddle.no_grad():
+        for s in tqdm(range(0, len(image_ids), batch_size), desc="cmcl images", disable=not progress):
+            b = images.batch(list(image_ids[s:s + batch_size]))
+            emb = model.embed_images(paddle.to_tensor(b["image_features"]), paddle.to_tensor(b["image_locations"]),
+                                     paddle.to_tensor(b["image_valid"]))
+            img_out.append(emb.astype("float32").numpy())
+        for s in tqdm(range(0, len(captions), batch_size), desc="cmcl captions", disable=not progress):
+            rows = [[CLS_ID] + tokenizer.encode(c)[:max_caption_len - 2] + [SEP_ID] for c in captions[s:s + batch_size]]
+            width = max(len(r) for r in rows)
+            ids = np.full((len(rows), width), PAD_ID, np.int64)
+            pos = np.full((len(rows), width), PAD_ID, np.int64)
+            valid = np.zeros((len(rows), width), np.float32)
+            for i, r in enumerate(rows):
+                ids[i, :len(r)], pos[i, :len(r)], valid[i, :len(r)] = r, np.arange(2, 2 + len(r)), 1.0
+            emb = model.embed_texts(paddle.to_tensor(ids), paddle.to_tensor(pos), paddle.to_tensor(valid))
+            txt_out.append(emb.astype("float32").numpy())
+    if was_training:
+        model.train()
+
+    def norm(x: np.ndarray) -> np.ndarray:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    return norm(np.concatenate(img_out)), norm(np.concatenate(txt_out))
+
+
+def cmcl_retrieval(model, pairs_path: str, images, tokenizer, max_caption_len: int = 64, batch_size: int = 64,
+                   progress: bool = False) -> dict[str, Any]:
+    """Recall@K of CMCL similarity on the held-out pairs of ``pairs_path`` (every caption vs every image)."""
+    from ..eval.retrieval import recall_at_k
+    from .data import load_eval_pairs
+
+    image_ids, captions, gt = load_eval_pairs(pairs_path, store=images.store)
+    img, txt = encode_cmcl(model, image_ids, captions, images, tokenizer, max_caption_len, batch_size, progress)
+    metrics = recall_at_k(txt @ img.T, np.asarray(gt, np.int64))
+    # A random ranking puts one of image i's n_i captions first with probability n_i / C: both directions average
+    # to 1 / #images.
+    metrics["chance_recall@1"] = 1.0 / len(image_ids)
+    return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m unimo.pretrain.eval_retrieval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="save_pretrained directory (pre-training output/final)")
+    p.add_argument("--pairs", required=True, help="held-out caption / retrieval JSONL")
+    p.add_argument("--feature-store", required=True, help="feature store with the held-out images")
+    p.add_argument("--vocab-dir", default="model_files/dict")
+    p.add_argument("--max-img-len", type=int, default=37)
+    p.add_argument("--max-caption-len", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--output", help="write the metrics JSON here too")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    from ..reader.image_batch import ImageBatcher
+    from ..tokenizer import UnimoTokenizer
+    from .model import UnimoForPretraining
+
+    for name, path in (("--checkpoint", args.checkpoint), ("--feature-store", args.feature_store),
+                       ("--vocab-dir", args.vocab_dir)):
+        if not os.path.isdir(path):
+            raise SystemExit(f"error: {name} {path} is not a directory")
+    model = UnimoForPretraining.from_pretrained(args.checkpoint)
+    tokenizer = UnimoTokenizer.from_pretrained(args.vocab_dir)
+    images = ImageBatcher(args.feature_store, max_img_len=args.max_img_len)
+    metrics = cmcl_retrieval(model, args.pairs, images, tokenizer, args.max_caption_len, args.batch_size,
+                             progress=not args.no_progress)
+    metrics = {"checkpoint": args.checkpoint, "pairs": args.pairs, **metrics}
+    text = json.dumps(metrics, indent=1)
+    if args.output:
+        tmp = args.output + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, args.output)
+    print(text)
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,297 @@
+"""Pre-training entry point (paper section 3): language learning on a text corpus, visual learning on an image
+collection and cross-modal learning on image-text pairs, trained jointly. Launched by
+``script/pretrain/<corpus>/run.sh`` as ``python -m paddle.distributed.launch .../unimo/pretrain/run.py --config
+conf.yaml [KEY=value ...]``.
+
+The loop is the project's ``UnimoTrainer`` (PaddleNLP Trainer + official LR schedule + per-loss JSONL log); this
+file adds the pre-training data (a virtual epoch of ``max_steps`` x global batch items, read in order by a
+sequential distributed sampler, so a resumed run skips consumed batches in O(1)) and the pre-training model.
+The paper's ablations are configurations: ``text_per_item`` / ``image_per_item`` / ``pair_per_item`` set to 0
+disable a stream ("w/o single-modal" = ``text_per_item: 0, image_per_item: 0``; "w/o texts" = ``text_per_item:
+0``), ``cmcl_weight: 0`` disables CMCL, ``cmcl_negatives: 0`` drops the rewritten hard negatives.
+
+Writes into ``output_dir``: checkpoints (``checkpoint-N``, resumable), ``train_log.jsonl`` (total and per-loss
+values), ``final/`` (``save_pretrained``: loadable by every fine-tuning task as ``init_checkpoint``) and
+``results.json`` (data summaries, first / last logged losses, CMCL retrieval on ``eval_pairs_file``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Optional
+
+import unimo  # noqa: F401  (CPU environment before paddle)
+
+from unimo.pretrain.data import STREAMS, PretrainDataConfig
+
+_LOOP_KEYS = ("model_config", "init_checkpoint", "vocab_dir", "do_lower_case", "output_dir",
+              "resume_from_checkpoint", "hidden_dropout_prob", "attention_probs_dropout_prob", "epochs", "max_steps",
+              "batch_size", "eval_batch_size", "learning_rate", "warmup_ratio", "warmup_steps", "weight_decay",
+              "beta1", "beta2", "epsilon", "max_grad_norm", "gradient_accumulation_steps", "logging_steps",
+              "eval_steps", "save_steps", "save_total_limit", "seed", "amp", "amp_level", "recompute", "num_workers",
+              "disable_tqdm", "visualdl")
+
+
+def _defaults() -> dict[str, Any]:
+    from unimo.finetune.run import DEFAULTS as FINETUNE_DEFAULTS
+
+    data = dataclasses.asdict(PretrainDataConfig())
+    # None = take the value of the model config (txt_mask_ratio, vl_mask_ratio, image_* fields)
+    data.update({"txt_mask_ratio": None, "vl_mask_ratio": None, "image_predict_class": None,
+                 "image_use_soft_label": None})
+    return {
+        **{k: FINETUNE_DEFAULTS[k] for k in _LOOP_KEYS},
+        "data_dir": None, "text_corpus": None, "text_format": "line", "image_store": None, "image_list": None,
+        "pair_file": None, "eval_pairs_file": None, "skip_bad": False,
+        **data,
+        "cmcl_head": "pooler", "cmcl_temperature": 0.07, "cmcl_symmetric": False, "text_weight": 1.0,
+        "image_weight": 1.0, "pair_weight": 1.0, "cmcl_weight": 1.0, "vl_weight": 1.0, "mrfr_weight": None,
+        "image_predict_feature": None, "label_smoothing": 0.0, "anchor_unused_parameters": True,
+    }
+
+
+def _resolve(cfg: dict[str, Any], key: str) -> Optional[str]:
+    path = cfg.get(key)
+    if not path:
+        return None
+    path = str(path)
+    if not os.path.isabs(path) and cfg.get("data_dir") and not os.path.exists(path):
+        path = os.path.join(str(cfg["data_dir"]), path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{key}: {path} does not exist")
+    return path
+
+
+def data_config(cfg: dict[str, Any], model_config) -> PretrainDataConfig:
+    fields = {f.name for f in dataclasses.fields(PretrainDataConfig)}
+    values = {k: cfg[k] for k in fields if k in cfg}
+    for key, fallback in (("txt_mask_ratio", model_config.txt_mask_ratio), ("vl_mask_ratio", model_config.vl_mask_ratio),
+                          ("image_predict_class", model_config.image_predict_class),
+                          ("image_use_soft_label", model_config.image_use_soft_label)):
+        if values.get(key) is None:
+            values[key] = fallback
+    data = PretrainDataConfig(**values)
+    data.validate()
+    return data
+
+
+def build(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Everything a run needs: tokenizer, corpora, dataset, collator, model, training args, trainer."""
+    import paddle
+
+    from unimo.finetune.trainer import make_training_args
+    from unimo.model.configuration import UnimoConfig
+    from unimo.reader.features import FeatureStore
+    from unimo.reader.image_batch import ImageBatcher
+    from unimo.tokenizer import UnimoTokenizer
+    from unimo.pretrain.data import (PairCorpus, PretrainCollator, PretrainDataset, TextCorpus, load_image_ids,
+                                     steps_per_pass)
+    from unimo.pretrain.model import UnimoForPretraining
+
+    if cfg.get("eval_batch_size") is None:
+        cfg["eval_batch_size"] = cfg["batch_size"]
+    cfg["output_dir"] = cfg.get("output_dir") or os.path.join("output", "pretrain")
+    model_config = UnimoConfig.from_json_file(cfg["model_config"])
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if cfg.get(key) is not None:
+            setattr(model_config, key, float(cfg[key]))
+    dcfg = data_config(cfg, model_config)
+    tokenizer = UnimoTokenizer.from_pretrained(cfg["vocab_dir"], do_lower_case=bool(cfg["do_lower_case"]))
+    skip_bad = bool(cfg["skip_bad"])
+    progress = not bool(cfg["disable_tqdm"])
+    summaries: dict[str, Any] = {}
+
+    text = images = pairs = None
+    image_ids: list[str] = []
+    if dcfg.text_per_item:
+        path = _resolve(cfg, "text_corpus")
+        if path is None:
+            raise ValueError("text_per_item > 0 needs text_corpus (or set text_per_item: 0)")
+        text = TextCorpus(path, str(cfg["text_format"]), skip_bad=skip_bad, progress=progress)
+        summaries["text"] = text.summary
+    store_path = _resolve(cfg, "image_store")
+    if dcfg.image_per_item or dcfg.pair_per_item:
+        if store_path is None:
+            raise ValueError("the image and pair streams need image_store (a feature store directory)")
+        store = FeatureStore.open(store_path)
+        images = ImageBatcher(store, dcfg.max_img_len, dcfg.conf_threshold, dcfg.min_boxes, dcfg.max_boxes,
+                              dcfg.fixed_boxes)
+    if dcfg.image_per_item:
+        summaries["image"] = {}
+        image_ids = load_image_ids(images.store, _resolve(cfg, "image_list"), skip_bad, summaries["image"])
+    if dcfg.pair_per_item:
+        path = _resolve(cfg, "pair_file")
+        if path is None:
+            raise ValueError("pair_per_item > 0 needs pair_file (or set pair_per_item: 0)")
+        pairs = PairCorpus(path, store=images.store, skip_bad=skip_bad, progress=progress)
+        summaries["pair"] = pairs.summary
+    for name, s in summaries.items():
+        if s.get("skipped_total"):
+            print(json.dumps({"skipped_bad_records": name, **{k: s[k] for k in ("skipped", "messages") if k in s}}))
+
+    training_args = make_training_args(cfg, cfg["output_dir"])
+    world = int(getattr(training_args, "dataset_world_size", training_args.world_size))
+    items_per_step = int(cfg["batch_size"]) * int(cfg["gradient_accumulation_steps"]) * world
+    sizes = {"text": len(text) if text is not None else 0, "image": len(image_ids),
+             "pair": len(pairs) if pairs is not None else 0}
+    max_steps = int(cfg.get("max_steps") or -1)
+    if max_steps <= 0:
+        max_steps = int(float(cfg["epochs"]) * steps_per_pass(sizes, dcfg, items_per_step))
+    training_args.max_steps = max_steps  # the virtual epoch holds exactly max_steps global batches
+    dataset = PretrainDataset(dcfg, tokenizer, max_steps * items_per_step, text=text, images=images,
+                              image_ids=image_ids, pairs=pairs, items_per_step=items_per_step)
+    collator = PretrainCollator(share_negatives=dcfg.cmcl_share_negatives)
+
+    streams = [s for s in STREAMS if dcfg.per_item(s) > 0]
+    kwargs = dict(streams=streams, cmcl_head=cfg["cmcl_head"], cmcl_temperature=float(cfg["cmcl_temperature"]),
+                  cmcl_symmetric=bool(cfg["cmcl_symmetric"]), text_weight=float(cfg["text_weight"]),
+                  image_weight=float(cfg["image_weight"]), pair_weight=float(cfg["pair_weight"]),
+                  cmcl_weight=float(cfg["cmcl_weight"]), vl_weight=float(cfg["vl_weight"]),
+                  mrfr_weight=None if cfg["mrfr_weight"] is None else float(cfg["mrfr_weight"]),
+                  image_predict_feature=cfg["image_predict_feature"], image_predict_class=dcfg.image_predict_class,
+                  image_use_soft_label=dcfg.image_use_soft_label, label_smoothing=float(cfg["label_smoothing"]))
+    paddle.seed(int(cfg["seed"]))
+    init = cfg.get("init_checkpoint")
+    if init:
+        model = UnimoForPretraining.from_pretrained(init, config=model_config, **kwargs)
+        print(json.dumps({"init_checkpoint": init, "missing_initialised": model.load_report.missing,
+                          "unused_in_checkpoint": model.load_report.unexpected}))
+    else:
+        model = UnimoForPretraining(model_config, **kwargs)
+    model.anchor_unused = bool(cfg["anchor_unused_parameters"])
+
+    evaluate_fn = None
+    eval_pairs = _resolve(cfg, "eval_pairs_file")
+    if eval_pairs and int(cfg.get("eval_steps") or 0) > 0:
+        if images is None:
+            raise ValueError("eval_pairs_file needs image_store")
+        evaluate_fn = _retrieval_fn(eval_pairs, images, tokenizer, dcfg.max_caption_len, int(cfg["eval_batch_size"]))
+    trainer = pretrain_trainer_class()(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
+                              evaluate_fn=evaluate_fn, key_metric=None)
+    return {"cfg": cfg, "data_config": dcfg, "tokenizer": tokenizer, "images": images, "dataset": dataset,
+            "collator": collator, "model": model, "trainer": trainer, "training_args": training_args,
+            "summaries": summaries, "eval_pairs": eval_pairs, "items_per_step": items_per_step}
+
+
+_TRAINER_CLASS = None
+
+
+def pretrain_trainer_class():
+    """``UnimoTrainer`` with a sequential distributed sampler and per-loss averages over the steps reporting them.
+
+    Built on first use so that importing this module does not import PaddleNLP (~6 s).
+    """
+    global _TRAINER_CLASS
+    if _TRAINER_CLASS is not None:
+        return _TRAINER_CLASS
+    from paddlenlp.utils.batch_sampler import DistributedBatchSampler as NlpDistributedBatchSampler
+
+    from unimo.finetune.trainer import UnimoTrainer
+
+    class PretrainTrainer(UnimoTrainer):
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self._part_counts: dict[str, int] = {}
+
+        def _get_train_sampler(self):
+            # The dataset is already in training order (its item -> example map is shuffled per pass), so read it
+            # sequentially: step g on rank r gets items [(g * ranks + r) * B, ... + B), the r-th slice of the global
+            # batch g, and a resumed run skips consumed batches by arithmetic (consumed_samples) instead of
+            # collating and dropping them.
+            return NlpDistributedBatchSampler(
+                self.train_dataset, batch_size=self.args.per_device_train_batch_size,
+                num_replicas=self.args.dataset_world_size, rank=self.args.dataset_rank, shuffle=False,
+                drop_last=True)
+
+        def compute_loss(self, model, inputs, return_outputs=False):
+            outputs = model(**inputs)
+            if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
+                for name in outputs[1]:
+                    self._part_counts[name] = self._part_counts.get(name, 0) + 1
+            # let UnimoTrainer accumulate the parts from the outputs we already have
+            model_fn = lambda **_: outputs  # noqa: E731
+            return super().compute_loss(model_fn, inputs, return_outputs)
+
+        def log(self, logs: dict[str, float], **kwargs: Any) -> None:
+            # UnimoTrainer divides every named loss by the number of forward calls; a part that only some steps
+            # report (a sampled stream, a batch without seq2seq example) is rescaled to its own mean.
+            if self._loss_part_count and "loss" in logs:
+                for name, count in self._part_counts.items():
+                    if name in self._loss_parts and count:
+                        self._loss_parts[name] *= self._loss_part_count / count
+                self._part_counts = {}
+            super().log(logs, **kwargs)
+
+    _TRAINER_CLASS = PretrainTrainer
+    return PretrainTrainer
+
+
+def _retrieval_fn(path: str, images, tokenizer, max_caption_len: int, batch_size: int):
+    from unimo.pretrain.eval_retrieval import cmcl_retrieval
+
+    def fn(model, split: str) -> dict[str, float]:
+        m = cmcl_retrieval(model, path, images, tokenizer, max_caption_len, batch_size)
+        return {k: v for k, v in m.items() if isinstance(v, float)}
+
+    return fn
+
+
+def loss_history(log_history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """First and last logged value of the total and of every named loss (``loss`` / ``loss_<name>`` entries)."""
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for entry in log_history:
+        for k, v in entry.items():
+            if (k == "loss" or k.startswith("loss_")) and isinstance(v, (int, float)):
+                first.setdefault(k, float(v))
+                last[k] = float(v)
+    return {"first": first, "last": last}
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    from unimo.utils.config import load_config, parse_overrides
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="pre-training YAML (script/pretrain/<corpus>/conf.yaml)")
+    args, rest = parser.parse_known_args(argv)
+    cfg = load_config(args.config, parse_overrides(rest), defaults=_defaults())
+    parts = build(cfg)
+    trainer, model, cfg = parts["trainer"], parts["model"], parts["cfg"]
+    started = time.time()
+    trainer.train(resume_from_checkpoint=cfg["resume_from_checkpoint"])
+    results: dict[str, Any] = {}
+    if trainer.args.process_index == 0:
+        import paddle
+
+        output_dir = cfg["output_dir"]
+        final_dir = os.path.join(output_dir, "final")
+        model.save_pretrained(final_dir)
+        retrieval = None
+        if parts["eval_pairs"]:
+            from unimo.pretrain.eval_retrieval import cmcl_retrieval
+
+            with paddle.no_grad():
+                retrieval = cmcl_retrieval(model, parts["eval_pairs"], parts["images"], parts["tokenizer"],
+                                           parts["data_config"].max_caption_len, int(cfg["eval_batch_size"]))
+        results = {
+            "final_checkpoint": final_dir, "max_steps": trainer.args.max_steps,
+            "global_batch_items": parts["items_per_step"], "world_size": trainer.args.world_size,
+            "streams": model.streams, "losses": loss_history(trainer.state.log_history),
+            "retrieval": retrieval, "eval_history": trainer.eval_history, "data": parts["summaries"],
+            "train_seconds": round(time.time() - started, 1), "config": cfg,
+        }
+        path = os.path.join(output_dir, "results.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1, default=str)
+        os.replace(path + ".tmp", path)
+        print(json.dumps({"results": path, "losses": results["losses"]["last"],
+                          "retrieval_avg_recall@1": None if retrieval is None else retrieval["avg_recall@1"]}))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
