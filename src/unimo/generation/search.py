@@ -62,10 +62,15 @@ def _inference(model: Any) -> Iterator[None]:
     stride = paddle.get_flags([stride_flag])[stride_flag]
     model.eval()
     paddle.set_flags({stride_flag: False})
+    backbone = getattr(model, "unimo", model)
     try:
         with paddle.no_grad():
+            if hasattr(backbone, "freeze_fused_qkv"):
+                backbone.freeze_fused_qkv(True)
             yield
     finally:
+        if hasattr(backbone, "freeze_fused_qkv"):
+            backbone.freeze_fused_qkv(False)
         paddle.set_flags({stride_flag: stride})
         if was_training:
             model.train()

@@ -566,6 +566,20 @@ class PretrainDataset(_DatasetBase):
             return self.tokenizer.encode(text), []
         return detect_phrase_tokens(self.tokenizer, text, self.detector)
 
+    def span_mask(self, ids: np.ndarray, word_starts: np.ndarray, rng: np.random.Generator, ratio: float,
+                  phrases: Optional[list[tuple[int, int]]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """``masking.span_mask``, with at least one word masked: 15% of a short caption rounds to nothing most of
+        the time, and an example without a label trains nothing (UNITER forces one masked token the same way)."""
+        cfg = self.cfg
+        inp, labels = span_mask(ids, word_starts, rng, ratio, cfg.geometric_p, cfg.max_span, phrases=phrases or None)
+        n = int(((ids != CLS_ID) & (ids != SEP_ID) & (ids != PAD_ID)).sum())
+        for _ in range(8 if n else 0):  # a budget of one token: one word, or with probability 1/size a longer one
+            if (labels != IGNORE_INDEX).any():
+                break
+            inp, labels = span_mask(ids, word_starts, rng, min(1.0, 1.0 / n), cfg.geometric_p, cfg.max_span,
+                                    phrases=phrases or None)
+        return inp, labels
+
     def text_example(self, doc: int, rng: np.random.Generator) -> dict[str, Any]:
         """One document -> a bidirectional (span-masked) or seq2seq example of at most ``max_text_len`` tokens."""
         cfg = self.cfg
@@ -587,8 +601,7 @@ class PretrainDataset(_DatasetBase):
                 lay = seq2seq_layout(src, tgt)
                 return {"mode": 1, "input_ids": lay["input_ids"], "position_ids": lay["position_ids"],
                         "attn_mask": lay["attn_mask"], "labels": lay["labels"], "doc": doc}
-        inp, labels = span_mask(wrapped, ws, rng, cfg.txt_mask_ratio, cfg.geometric_p, cfg.max_span,
-                                phrases=phrases or None)
+        inp, labels = self.span_mask(wrapped, ws, rng, cfg.txt_mask_ratio, phrases)
         return {"mode": 0, "input_ids": inp, "position_ids": np.arange(2, 2 + wrapped.size, dtype=np.int64),
                 "attn_mask": None, "labels": labels, "doc": doc}
 
@@ -659,8 +672,7 @@ class PretrainDataset(_DatasetBase):
         else:
             negatives = []
         caption = self.caption_ids(rec.caption)
-        inp, labels = span_mask(caption, self.word_starts[caption], rng, cfg.vl_mask_ratio, cfg.geometric_p,
-                                cfg.max_span)
+        inp, labels = self.span_mask(caption, self.word_starts[caption], rng, cfg.vl_mask_ratio)
         vl_image = self.masked_image(rec.image_id, rng, cfg.vl_mask_ratio)
         # texts: (text, image it describes or None) -- a retrieval negative describes its own (other) image
         texts = [(rec.caption, rec.image_id)] + [(p, rec.image_id) for p in positives] + \

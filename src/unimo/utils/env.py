@@ -35,6 +35,9 @@ def setup_cpu_env() -> dict[str, str]:
     if "OMP_NUM_THREADS" not in os.environ:
         threads = max(1, _available_cores() // _local_process_count())
         os.environ["OMP_NUM_THREADS"] = str(threads)
+    # Paddle 3.3's stride kernels make the copy inside scaled_dot_product_attention ~10x slower than a plain
+    # transpose on CPU (half of every decoding step, bench/bench_generation.py); results are identical without them.
+    os.environ.setdefault("FLAGS_use_stride_kernel", "0")
     # Paddle prints a noisy warning for every process on CPU-only machines otherwise.
     os.environ.setdefault("GLOG_minloglevel", "2")
     return {k: os.environ[k] for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")}
