@@ -24,7 +24,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..utils.ops import log_softmax
+from ..utils.ops import smoothed_cross_entropy
 from .configuration import CONFIG_NAME, UnimoConfig
 
 WEIGHTS_NAME = "model_state.pdparams"
@@ -431,11 +431,7 @@ class UnimoLMHead(nn.Layer):
 
 def label_smoothed_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor, epsilon: float = 0.0) -> paddle.Tensor:
     """Mean over tokens of CE against (1 - eps) * onehot + eps / V (official seq2seq/img2txt soft labels)."""
-    logp = log_softmax(logits.astype("float32"), axis=-1)
-    nll = -paddle.take_along_axis(logp, labels.astype("int64").unsqueeze(-1), axis=-1).squeeze(-1)
-    if epsilon <= 0:
-        return nll.mean()
-    return ((1.0 - epsilon) * nll - epsilon * logp.mean(axis=-1)).mean()
+    return smoothed_cross_entropy(logits, labels, max(0.0, epsilon)).mean()
 
 
 def _prefixed(mapping: dict[str, str], prefix: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Optional, Union
 import numpy as np
 import paddle
 import paddle.nn.functional as F
-from ..utils.ops import log_softmax
+from ..utils.ops import log_softmax, smoothed_cross_entropy
 
 IGNORE_INDEX = -100
 _NEG = -1e9  # logit for non-candidates: exp() underflows to exactly 0 and, unlike -inf, never yields NaN
@@ -59,7 +59,7 @@ def label_smoothed_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor, e
     if list(logits.shape[:-1]) != list(labels.shape):
         raise ValueError(f"logits shape {list(logits.shape)} does not match labels shape {list(labels.shape)}")
     vocab = int(logits.shape[-1])
-    logp = log_softmax(_float32(logits).reshape([-1, vocab]), axis=-1)
+    flat = _float32(logits).reshape([-1, vocab])
     labels = labels.reshape([-1]).astype("int64")
     valid = labels != ignore_index
     if check_labels and labels.shape[0] > 0:
@@ -68,8 +68,7 @@ def label_smoothed_cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor, e
             pos = int(paddle.nonzero(bad)[0, 0])
             raise ValueError(f"labels[{pos}] = {int(labels[pos])} is outside the vocabulary [0, {vocab})")
     safe = paddle.where(valid, labels, paddle.zeros_like(labels))
-    nll = -paddle.take_along_axis(logp, safe.unsqueeze(-1), axis=-1).squeeze(-1)
-    loss = nll if epsilon == 0.0 else (1.0 - epsilon) * nll - epsilon * logp.mean(axis=-1)
+    loss = smoothed_cross_entropy(flat, safe, epsilon)  # fused: the [N, V] logits are traversed a few times only
     return _reduce(loss, valid.astype("float32"), reduction)
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import paddle
-import paddle.nn as nn
 
 from ..model.configuration import UnimoConfig
 from ..model.modeling import OFFICIAL_NAMES, UnimoLMHead, UnimoModel, UnimoPretrainedModel, _linear, \
@@ -48,7 +47,7 @@ LOSS_NAMES = ("mlm", "s2s", "mrfr", "mrc", "cmcl", "vl_mlm", "vl_mrfr", "vl_mrc"
 class UnimoForPretraining(UnimoPretrainedModel):
     """Backbone + LM head + region heads + CMCL projections (see the module docstring)."""
 
-    def __init__(self, config: UnimoConfig, streams: Sequence[str] = STREAMS, cmcl_head: str = "pooler",
+    def __init__(self, config: UnimoConfig, streams: Sequence[str] = STREAMS, cmcl_head: str = "fc",
                  cmcl_temperature: float = 0.07, cmcl_symmetric: bool = False, text_weight: float = 1.0,
                  image_weight: float = 1.0, pair_weight: float = 1.0, cmcl_weight: float = 1.0,
                  vl_weight: float = 1.0, mrfr_weight: Optional[float] = None,
@@ -82,6 +81,10 @@ class UnimoForPretraining(UnimoPretrainedModel):
         self.soft_label = config.image_use_soft_label if image_use_soft_label is None else bool(image_use_soft_label)
         self.label_smoothing = float(label_smoothing)
         self.anchor_unused = True
+        # PaddleNLP's Trainer sets ``enable_recompute = True`` on layers that have the attribute when
+        # TrainingArguments.recompute is on; the encoder layers are then wrapped on the next forward.
+        self.enable_recompute = False
+        self._recompute_installed = False
 
         h, std = config.hidden_size, config.initializer_range
         self.unimo = UnimoModel(config)
@@ -200,8 +203,27 @@ class UnimoForPretraining(UnimoPretrainedModel):
         return self.project_texts(self.unimo(input_ids=input_ids, position_ids=position_ids,
                                              attention_mask=attention_mask))
 
+    def _install_recompute(self) -> None:
+        """Activation recomputation per encoder layer (``TrainingArguments.recompute``): each layer's activations
+        are recomputed in the backward pass instead of being kept (less memory, ~1/3 more compute). The backbone
+        is not modified: the layer instances get a wrapping ``forward``."""
+        from paddle.distributed.fleet.utils import recompute
+
+        for layer in self.unimo.layers:
+            original = layer.forward
+
+            def forward(x, attn_bias, cache=None, layer_index=0, _original=original, _layer=layer):
+                if cache is None and _layer.training and self.enable_recompute and not x.stop_gradient:
+                    return recompute(_original, x, attn_bias, use_reentrant=False)
+                return _original(x, attn_bias, cache, layer_index)
+
+            layer.forward = forward
+        self._recompute_installed = True
+
     # -------------------------------------------------------------- forward
     def forward(self, **batch: paddle.Tensor):
+        if self.enable_recompute and not self._recompute_installed:
+            self._install_recompute()
         parts: dict[str, paddle.Tensor] = {}
         total: Optional[paddle.Tensor] = None
         used: set[str] = {"encoder"}

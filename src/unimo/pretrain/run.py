@@ -48,7 +48,7 @@ def _defaults() -> dict[str, Any]:
         "data_dir": None, "text_corpus": None, "text_format": "line", "image_store": None, "image_list": None,
         "pair_file": None, "eval_pairs_file": None, "skip_bad": False,
         **data,
-        "cmcl_head": "pooler", "cmcl_temperature": 0.07, "cmcl_symmetric": False, "text_weight": 1.0,
+        "cmcl_head": "fc", "cmcl_temperature": 0.07, "cmcl_symmetric": False, "text_weight": 1.0,
         "image_weight": 1.0, "pair_weight": 1.0, "cmcl_weight": 1.0, "vl_weight": 1.0, "mrfr_weight": None,
         "image_predict_feature": None, "label_smoothing": 0.0, "anchor_unused_parameters": True,
     }
@@ -69,7 +69,8 @@ def _resolve(cfg: dict[str, Any], key: str) -> Optional[str]:
 def data_config(cfg: dict[str, Any], model_config) -> PretrainDataConfig:
     fields = {f.name for f in dataclasses.fields(PretrainDataConfig)}
     values = {k: cfg[k] for k in fields if k in cfg}
-    for key, fallback in (("txt_mask_ratio", model_config.txt_mask_ratio), ("vl_mask_ratio", model_config.vl_mask_ratio),
+    for key, fallback in (("txt_mask_ratio", model_config.txt_mask_ratio),
+                          ("vl_mask_ratio", model_config.vl_mask_ratio),
                           ("image_predict_class", model_config.image_predict_class),
                           ("image_use_soft_label", model_config.image_use_soft_label)):
         if values.get(key) is None:
