@@ -43,7 +43,7 @@ def test_vqa(demo, tmp_path):
                "learning_rate=1e-3")
     dev = res["metrics"]["dev"]
     assert dev["vqa_acc"] > dev["majority_answer_acc"] + 10, dev
-    assert (tmp_path / "vqa_results_dev.json").exists() and (tmp_path / "best" / "answer_vocab.json").exists()
+    assert (tmp_path / "vqa_results_dev.json").exists() and (tmp_path / "final" / "answer_vocab.json").exists()
 
 
 def test_visual_entailment(demo, tmp_path):
