@@ -42,6 +42,7 @@ from ..tokenizer import PAD_ID
 from ..utils.ops import log_softmax
 
 _LABEL_KEYS = ("labels", "label_positions", "label_smoothing")
+_TEXT_ONLY_TASKS = ("classification", "regression", "seq2seq", "dialog")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -353,6 +354,9 @@ def wrap_villa(model: UnimoPretrainedModel, cfg: Mapping[str, Any]) -> nn.Layer:
         steps = int(steps)
     if steps == 0:
         return model
+    if cfg.get("task") in _TEXT_ONLY_TASKS:
+        raise ValueError(f"adv_steps={steps}: VILLA perturbs the image features too, and task {cfg['task']!r} has "
+                         "none; set adv_steps: 0")
     if isinstance(model, ModelWrapper):
         raise TypeError(f"adv_steps={steps} but the task model is already a training wrapper "
                         f"({type(model).__name__}); VILLA does not combine with it: set adv_steps: 0")

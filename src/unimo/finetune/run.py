@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "num_workers": 0, "disable_tqdm": False, "visualdl": True, "eval_each_epoch": False, "lr_decay_epochs": None, "extra_eval_splits": None,
     # VILLA adversarial training (official recipe for COCO and SNLI-VE); 0 steps = off
     "adv_steps": 0, "adv_lr": 0.03, "adv_max_norm": 0.0, "adv_init_mag": 0.4, "adv_kl_weight": 1.0,
+    "adv_with_pure_model": True, "adv_official_projection": False,
 }
 
 
@@ -66,8 +67,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = task.build_model(model_config)
 
     train_data = ListDataset(task.load("train")) if cfg["do_train"] else None
+    from unimo.finetune.adversarial import wrap_villa
+
+    # VILLA adversarial training (official for COCO and SNLI-VE) wraps the task model for training only;
+    # checkpoints stay the plain model's (the wrapper delegates state_dict / save_pretrained)
+    trained = wrap_villa(model, cfg) if cfg["do_train"] else model
     trainer = UnimoTrainer(
-        model=model, args=training_args, train_dataset=train_data, data_collator=task.collate,
+        model=trained, args=training_args, train_dataset=train_data, data_collator=task.collate,
         evaluate_fn=task.evaluate if (cfg["do_eval"] and task.has_split("dev")) else None,
         key_metric=task.key_metric, greater_is_better=task.greater_is_better,
         lr_decay_epochs=cfg.get("lr_decay_epochs"), save_fn=task.save_checkpoint)

@@ -108,7 +108,9 @@ class UnimoTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         if self.evaluate_fn is None:
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        model = self.model._layers if isinstance(self.model, paddle.DataParallel) else self.model
+        from .adversarial import unwrap_model
+
+        model = unwrap_model(self.model._layers if isinstance(self.model, paddle.DataParallel) else self.model)
         metrics: dict[str, float] = {}
         if self.eval_history and self.eval_history[-1]["step"] == self.state.global_step:
             # PaddleNLP asks again at the last step when eval_steps divides max_steps: nothing changed since

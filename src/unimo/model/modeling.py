@@ -458,6 +458,8 @@ class UnimoForGeneration(UnimoPretrainedModel):
         if labels is None:
             return seq
         hidden = paddle.gather(seq.reshape([-1, seq.shape[-1]]), label_positions.reshape([-1]), axis=0)
+        if isinstance(label_smoothing, paddle.Tensor):  # a batch carries it as a one-element tensor
+            label_smoothing = float(label_smoothing.reshape([-1])[0])
         return label_smoothed_cross_entropy(self.lm_head(hidden), labels.reshape([-1]), float(label_smoothing))
 
 

@@ -12,6 +12,7 @@ _REGISTRY = {
     "seq2seq": ("generation", "Seq2SeqTask"),
     "dialog": ("generation", "Seq2SeqTask"),
     "img2txt": ("generation", "CaptionTask"),
+    "img2txt_scst": ("scst", "ScstCaptionTask"),
 }
 
 

@@ -112,7 +112,7 @@ class CiderD:
         """df of each n-gram (0 for n-grams with a word outside the corpus or never seen)."""
         df = np.zeros(len(ngrams), np.float64)
         known = [i for i, g in enumerate(ngrams) if all(w in self.words for w in g)]
-        if not known:
+        if not known or not len(self.df_keys):
             return df
         keys = np.zeros(len(known), np.int64)
         for j, i in enumerate(known):
@@ -279,7 +279,8 @@ class ScstModel(ModelWrapper):
         if baseline not in ("greedy", "mean"):
             raise ValueError(f"scst_baseline must be 'greedy' or 'mean', got {baseline!r}")
         if not isinstance(num_samples, int) or num_samples < 1 or (baseline == "mean" and num_samples < 2):
-            raise ValueError(f"scst_samples must be an integer >= 1 (>= 2 with the 'mean' baseline), got {num_samples!r}")
+            raise ValueError("scst_samples must be an integer >= 1 (>= 2 with the 'mean' baseline), "
+                             f"got {num_samples!r}")
         self.tokenizer, self.cider = tokenizer, cider
         self.num_samples, self.baseline, self.dropout = num_samples, baseline, bool(dropout)
         self.decode = DecodeConfig(max_out_len=max_out_len, min_out_len=min_out_len, eos_id=eos_id)
