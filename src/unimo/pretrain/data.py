@@ -461,7 +461,7 @@ def load_eval_pairs(path: str, store: Optional[FeatureStore] = None, skip_bad: b
 class StreamIndex:
     """Stream position ``p`` -> example index: pass ``p // n`` is a fixed random permutation of ``range(n)``."""
 
-    def __init__(self, n: int, seed: int, code: int, cache: int = 4):
+    def __init__(self, n: int, seed: int, code: int, cache: int = 2):
         if n <= 0:
             raise ValueError("a stream needs at least one example")
         self.n, self.seed, self.code = int(n), int(seed), int(code)

@@ -93,7 +93,7 @@ class UnimoForPretraining(UnimoPretrainedModel):
         self.mrfr_fc = _linear(h, config.image_embedding_size, std) if has_regions and self.predict_feature else None
         self.mrc_fc = _linear(h, config.image_class_size, std) if has_regions and self.predict_class else None
         self.use_cmcl = "pair" in self.streams and self.cmcl_weight > 0
-        if self.use_cmcl and cmcl_head == "fc":
+        if cmcl_head == "fc":  # built even when CMCL is off (frozen), so retrieval can be measured without CMCL
             self.cmcl_fc_image = _linear(h, h, std)
             self.cmcl_fc_text = _linear(h, h, std)
         else:
