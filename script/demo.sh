@@ -19,21 +19,10 @@ step() { echo; echo "=== [$(( $(date +%s) - start ))s] $*"; }
 step "1/5 demo world ($SCENES scenes) and dataset conversion"
 bash script/prepare_demo_data.sh "$DATA" "$SCENES" 0
 
-PAIRS="$DATA/coco/captions_train.jsonl"
-if [ -d preprocess/rewrite ]; then
-  step "2/5 text rewriting for CMCL"
-  if [ ! -f "$DATA/rewrite/pairs_train.jsonl" ]; then
-    "$PY" -m preprocess.rewrite --pairs "$PAIRS" --output "$DATA/rewrite/pairs_train.jsonl" --positives 0 \
-      --negatives 8 --parser rule --vocab-dir "${UNIMO_VG_VOCAB:-model_files/vg_1600_400_20}" --seed 0
-  fi
-  PAIRS="$DATA/rewrite/pairs_train.jsonl"
-fi
-
 INIT=null
-if [ -z "${DEMO_SKIP_PRETRAIN:-}" ] && [ -f script/pretrain/demo/run.sh ]; then
-  step "3/5 pre-training (text + image + pair streams, CMCL)"
-  LOG_DIR=log/demo_pretrain bash script/pretrain/demo/run.sh data_dir="$DATA" feature_store="$STORE" \
-    pairs_file="$PAIRS" output_dir="$OUT/pretrain"
+if [ -z "${DEMO_SKIP_PRETRAIN:-}" ]; then
+  step "2-3/5 text rewriting for CMCL, then pre-training (text + image + pair streams)"
+  DEMO_DATA="$DATA" LOG_DIR=log/demo_pretrain bash script/pretrain/demo/run.sh output_dir="$OUT/pretrain"
   INIT="$OUT/pretrain/final"
 fi
 
