@@ -83,6 +83,10 @@ OFFICIAL = {  # conf dir -> (task, key metric, model size, checkpoint name, expe
     "img2txt/coco_large": ("img2txt", "CIDEr-D", "large", "unimo_large_en",
                            {**COCO, "epochs": 10, "batch_size": 2, "adv_lr": 0.05, "adv_max_norm": 0.4,
                             "eval_batch_size": 1}),
+    # ours (no official SCST): second captioning stage from the cross-entropy stage's best checkpoint
+    "img2txt/coco_scst": ("img2txt_scst", "CIDEr-D", "base", "output/img2txt/coco/best",
+                          {"adv_steps": 0, "learning_rate": 1e-6, "scst_samples": 5, "max_out_len": 50,
+                           "min_out_len": 5, "beam_size": 5, "length_penalty": 0.6}),
     "visual_entailment/SNLI-VE": ("visual_entailment", "acc", "base", "unimo_base_en", {**VE, "batch_size": 12}),
     "visual_entailment/SNLI-VE_large": ("visual_entailment", "acc", "large", "unimo_large_en",
                                         {**VE, "batch_size": 4}),
@@ -137,13 +141,14 @@ def test_conf_loads_and_is_consistent(conf, tokenizer, tmp_path, monkeypatch):
     # the task object accepts the config (metric names are checked there) and exposes the expected key metric
     task = task_cls(cfg, tokenizer, str(tmp_path))
     if conf in DEMO_CONFS:
-        assert cfg["model_config"].endswith("unimo_tiny_en.json") and cfg["init_checkpoint"] is None
+        assert cfg["model_config"].endswith(("unimo_tiny_en.json", "unimo_demo_en.json"))
+        assert cfg["init_checkpoint"] is None
         return
     name, key_metric, size, ckpt, expected = OFFICIAL[_conf_dir(conf)]
     assert raw["task"] == name
     assert task.key_metric == key_metric
     assert cfg["model_config"] == SIZE_CONFIG[size]
-    assert cfg["init_checkpoint"] == f"model_files/{ckpt}_paddle"
+    assert cfg["init_checkpoint"] == (ckpt if ckpt.startswith("output/") else f"model_files/{ckpt}_paddle")
     for key, want in expected.items():
         got = cfg.get(key)
         if isinstance(want, tuple):
