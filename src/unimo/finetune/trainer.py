@@ -48,7 +48,7 @@ class UnimoTrainer(Trainer):
         self.best_step: Optional[int] = None
         self.eval_history: list[dict[str, Any]] = []
         self._loss_parts: dict[str, float] = {}
-        self._loss_part_count = 0
+        self._loss_part_counts: dict[str, int] = {}
         self._vdl = None if kwargs_visualdl(self.args) else False
 
     # -------------------------------------------------------------- optimisation
@@ -73,9 +73,9 @@ class UnimoTrainer(Trainer):
         outputs = model(**inputs)
         if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
             loss, parts = outputs
-            for name, value in parts.items():
+            for name, value in parts.items():  # averaged per name: a part may come from only some steps
                 self._loss_parts[name] = self._loss_parts.get(name, 0.0) + float(value)
-            self._loss_part_count += 1
+                self._loss_part_counts[name] = self._loss_part_counts.get(name, 0) + 1
         elif isinstance(outputs, tuple):
             loss = outputs[0]
         else:
@@ -83,10 +83,10 @@ class UnimoTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], **kwargs: Any) -> None:
-        if self._loss_part_count and "loss" in logs:
+        if self._loss_parts and "loss" in logs:
             for name, total in self._loss_parts.items():
-                logs[f"loss_{name}"] = round(total / self._loss_part_count, 6)
-            self._loss_parts, self._loss_part_count = {}, 0
+                logs[f"loss_{name}"] = round(total / self._loss_part_counts[name], 6)
+            self._loss_parts, self._loss_part_counts = {}, {}
         super().log(logs, **kwargs)
         if self.args.process_index == 0:
             self._visualdl_scalars(logs)

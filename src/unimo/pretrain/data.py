@@ -105,7 +105,9 @@ class PretrainDataConfig:
     cmcl_caption_positives: int = 0  # other captions of the same image as extra positives
     cmcl_negatives: int = 100  # rewritten hard negatives per pair (paper: up to 100); 0 = in-batch only
     cmcl_negative_kinds: Optional[list[str]] = None  # e.g. [retrieval, object, attribute, relation]; None = all
-    cmcl_share_negatives: bool = True  # every image is contrasted with every text of the batch
+    # False (equation 1): image i is contrasted with its own rewrites + every text that describes a batch image
+    # (in-batch negatives); True: also with the other pairs' rewrites (they then dominate the denominator)
+    cmcl_share_negatives: bool = False
     # streams and mixing
     text_per_item: int = 1
     image_per_item: int = 1
@@ -735,7 +737,7 @@ def _label_positions(labels: np.ndarray, row_offset: int = 0) -> tuple[np.ndarra
 class PretrainCollator:
     """``collate(items) -> dict of numpy arrays`` (the layouts of the module docstring)."""
 
-    def __init__(self, share_negatives: bool = True):
+    def __init__(self, share_negatives: bool = False):
         self.share_negatives = share_negatives
 
     def __call__(self, items: Sequence[dict]) -> dict[str, np.ndarray]:

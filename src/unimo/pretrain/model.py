@@ -273,7 +273,7 @@ class UnimoForPretraining(UnimoPretrainedModel):
                          attention_mask=batch["image_attention_mask"])
         used.add("image_embed")
         mrfr, mrc = self._regions(seq, batch, "image_", used)
-        loss = seq[:, :1, :1].sum() * 0.0  # zero connected to the graph if no region was masked
+        loss = seq[:, :1, :1].sum().astype("float32") * 0.0  # zero connected to the graph if no region was masked
         if mrfr is not None:
             parts["mrfr"] = mrfr
             loss = loss + self.mrfr_weight * mrfr
@@ -303,7 +303,7 @@ class UnimoForPretraining(UnimoPretrainedModel):
                              image_features=batch["vl_image_features"], image_locations=batch["pair_image_locations"],
                              attention_mask=batch["vl_attention_mask"])
             used |= {"image_embed", "text_embed"}
-            vl = seq[:, :1, :1].sum() * 0.0
+            vl = seq[:, :1, :1].sum().astype("float32") * 0.0
             if batch["vl_lm_positions"].shape[0] > 0:
                 vl_mlm = self._token_nll(seq, batch["vl_lm_positions"], batch["vl_lm_ids"]).mean()
                 used.add("lm_head")

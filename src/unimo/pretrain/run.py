@@ -182,7 +182,7 @@ _TRAINER_CLASS = None
 
 
 def pretrain_trainer_class():
-    """``UnimoTrainer`` with a sequential distributed sampler and per-loss averages over the steps reporting them.
+    """``UnimoTrainer`` with a sequential distributed sampler (per-loss averages are UnimoTrainer's).
 
     Built on first use so that importing this module does not import PaddleNLP (~6 s).
     """
@@ -194,9 +194,6 @@ def pretrain_trainer_class():
     from unimo.finetune.trainer import UnimoTrainer
 
     class PretrainTrainer(UnimoTrainer):
-        def __init__(self, *args: Any, **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            self._part_counts: dict[str, int] = {}
 
         def _get_train_sampler(self):
             # The dataset is already in training order (its item -> example map is shuffled per pass), so read it
@@ -207,25 +204,6 @@ def pretrain_trainer_class():
                 self.train_dataset, batch_size=self.args.per_device_train_batch_size,
                 num_replicas=self.args.dataset_world_size, rank=self.args.dataset_rank, shuffle=False,
                 drop_last=True)
-
-        def compute_loss(self, model, inputs, return_outputs=False):
-            outputs = model(**inputs)
-            if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
-                for name in outputs[1]:
-                    self._part_counts[name] = self._part_counts.get(name, 0) + 1
-            # let UnimoTrainer accumulate the parts from the outputs we already have
-            model_fn = lambda **_: outputs  # noqa: E731
-            return super().compute_loss(model_fn, inputs, return_outputs)
-
-        def log(self, logs: dict[str, float], **kwargs: Any) -> None:
-            # UnimoTrainer divides every named loss by the number of forward calls; a part that only some steps
-            # report (a sampled stream, a batch without seq2seq example) is rescaled to its own mean.
-            if self._loss_part_count and "loss" in logs:
-                for name, count in self._part_counts.items():
-                    if name in self._loss_parts and count:
-                        self._loss_parts[name] *= self._loss_part_count / count
-                self._part_counts = {}
-            super().log(logs, **kwargs)
 
     _TRAINER_CLASS = PretrainTrainer
     return PretrainTrainer
@@ -259,7 +237,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pre-training YAML (script/pretrain/<corpus>/conf.yaml)")
     args, rest = parser.parse_known_args(argv)
-    cfg = load_config(args.config, parse_overrides(rest), defaults=_defaults())
+    defaults = _defaults()
+    cfg = load_config(args.config, parse_overrides(rest), defaults=defaults)
+    unknown = sorted(set(cfg) - set(defaults))
+    if unknown:  # a typo in the YAML must not silently do nothing
+        raise KeyError(f"{args.config}: unknown pre-training key(s) {unknown}; known: {', '.join(sorted(defaults))}")
     parts = build(cfg)
     trainer, model, cfg = parts["trainer"], parts["model"], parts["cfg"]
     started = time.time()

@@ -1,0 +1,113 @@
+"""Two pre-training processes on CPU (gloo, PaddleNLP Trainer + DataParallel): parameters stay identical across the
+ranks and equal those of one process that sees the same global batches as two accumulated halves."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Runs pre-training from a config and saves this rank's parameters (run.py's main saves only rank 0's model).
+HELPER = '''
+import os, sys
+import unimo  # noqa: F401
+from unimo.pretrain.run import _defaults, build
+from unimo.utils.config import load_config, parse_overrides
+import paddle
+
+cfg = load_config(sys.argv[1], parse_overrides(sys.argv[2:]), defaults=_defaults())
+parts = build(cfg)
+rank = parts["trainer"].args.process_index
+init = {k: v.numpy() for k, v in parts["model"].state_dict().items()}
+paddle.save(init, os.path.join(cfg["output_dir"], f"init{rank}.pdparams"))
+parts["trainer"].train()
+state = {k: v.numpy() for k, v in parts["model"].state_dict().items()}
+paddle.save(state, os.path.join(cfg["output_dir"], f"rank{rank}.pdparams"))
+print("world", parts["trainer"].args.world_size, "rank", rank, "items/step", parts["items_per_step"],
+      "recompute", parts["model"]._recompute_installed)
+'''
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dist") / "data"
+    subprocess.run(["bash", str(REPO / "script" / "prepare_demo_data.sh"), str(root), "60"], check=True, cwd=REPO,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True)
+    return root
+
+
+@pytest.mark.parametrize("mixing, recompute", [("joint", False), ("sample", False), ("joint", True)])
+def test_two_ranks_match_one_process(world, tmp_path, dict_dir, mixing, recompute):
+    """``sample`` trains one stream per step: the other heads get no gradient that step and must be anchored, or
+    DataParallel aborts. With recompute the two ranks recompute activations (PaddleNLP then reduces gradients by
+    hand) and must still match the single process that does not."""
+    (tmp_path / "helper.py").write_text(HELPER)
+    conf = tmp_path / "conf.yaml"
+    # dropout off: the ranks draw different dropout masks than the single process would
+    conf.write_text(f"""base: {REPO / "script" / "pretrain" / "demo" / "conf.yaml"}
+model_config: {REPO / "model_files" / "config" / "unimo_tiny_en.json"}
+vocab_dir: {dict_dir}
+data_dir: {world}
+pair_file: coco/captions_train.jsonl
+eval_pairs_file: null
+hidden_dropout_prob: 0.0
+attention_probs_dropout_prob: 0.0
+mixing: {mixing}
+stream_probs: {{text: 1, image: 1, pair: 1}}
+max_steps: 6
+batch_size: 2
+pair_per_item: 2
+cmcl_caption_positives: 1
+max_text_len: 32
+max_caption_len: 24
+logging_steps: 1
+save_steps: 1000
+disable_tqdm: true
+""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "UNIMO_VISUALDL": "0"}
+    env.pop("PADDLE_TRAINERS_NUM", None)
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+              str(tmp_path / "log"), str(tmp_path / "helper.py"), str(conf), f"output_dir={tmp_path / 'two'}",
+              f"recompute={str(recompute).lower()}"]
+    proc = subprocess.run(launch, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    logs = "".join((tmp_path / "log" / f"workerlog.{r}").read_text()[-3000:] for r in (0, 1)
+                   if (tmp_path / "log" / f"workerlog.{r}").exists())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs
+    assert f"world 2 rank 1 items/step 4 recompute {recompute}" in (tmp_path / "log" / "workerlog.1").read_text()
+    one = subprocess.run([sys.executable, str(tmp_path / "helper.py"), str(conf), f"output_dir={tmp_path / 'one'}",
+                          "gradient_accumulation_steps=2"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-3000:]
+    assert "world 1 rank 0 items/step 4 recompute False" in one.stdout
+    if mixing == "sample":  # the 6 steps trained every stream, one per step
+        log = [json.loads(line) for line in (tmp_path / "one" / "train_log.jsonl").read_text().splitlines()]
+        trained = [sorted(k for k in rec if k.startswith("loss_")) for rec in log if "loss" in rec]
+        pair = ["loss_cmcl", "loss_vl_mlm", "loss_vl_mrc", "loss_vl_mrfr"]
+        assert trained[:5] == [pair, pair, ["loss_mrc", "loss_mrfr"], ["loss_mrc", "loss_mrfr"], pair]
+        assert trained[5] and set(trained[5]) <= {"loss_mlm", "loss_s2s"}
+
+    import paddle
+
+    def load(name: str) -> dict:
+        return paddle.load(str(tmp_path / name), return_numpy=True)
+
+    r0, r1, single = load("two/rank0.pdparams"), load("two/rank1.pdparams"), load("one/rank0.pdparams")
+    assert sorted(r0) == sorted(r1) == sorted(single)
+    assert max(float(np.abs(r0[k] - r1[k]).max()) for k in r0) == 0.0  # the ranks never drift apart
+    diff = {k: float(np.abs(r0[k] - single[k]).max()) for k in r0}
+    print("max |two ranks - one process| =", max(diff.values()))
+    assert max(diff.values()) < 1e-6, sorted(diff.items(), key=lambda kv: -kv[1])[:5]
+    # all three started from the same weights, and training moved them (the comparison is not of untouched weights)
+    init0, init1, init_single = load("two/init0.pdparams"), load("two/init1.pdparams"), load("one/init0.pdparams")
+    assert all(np.array_equal(init0[k], init1[k]) and np.array_equal(init0[k], init_single[k]) for k in init0)
+    moved = {k: float(np.abs(r0[k] - init0[k]).max()) for k in r0}
+    # (a key bias gets no gradient: softmax is invariant to it)
+    trained = [k for k in moved if k.startswith(("unimo.layers", "lm_head", "mrfr_fc", "mrc_fc", "unimo.image_emb"))
+               and not k.endswith("key_fc.bias")]
+    assert min(moved[k] for k in trained) > 1e-5, sorted((moved[k], k) for k in trained)[:3]
