@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The main job on the embedded demo world:
-#   1. render the demo world (2,000 scenes), extract region features, write it in the real public formats and convert
+#   1. render the demo world (1,000 scenes by default), extract region features, write it in the real public formats and convert
 #      it with the project's converters (script/prepare_demo_data.sh)
 #   2. rewrite its captions for CMCL (TF-IDF hard negatives + scene-graph rewrites)
 #   3. pre-train a tiny UNIMO on the three corpora (texts, images, image-text pairs)
 #   4. fine-tune captioning, VQA, visual entailment and retrieval from the pre-trained weights
 #   5. print one results table; loss curves and example predictions as PNGs in demo_output/
-# Environment: DEMO_SCENES (2000), DEMO_DATA (demo_data), DEMO_OUT (demo_output), DEMO_SKIP_PRETRAIN=1.
+# Environment: DEMO_SCENES (1000), DEMO_DATA (demo_data), DEMO_OUT (demo_output), DEMO_SKIP_PRETRAIN=1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source "$ROOT/script/common.sh"   # venv, environment, run_finetune
-DATA="${DEMO_DATA:-demo_data}"; OUT="${DEMO_OUT:-demo_output}"; SCENES="${DEMO_SCENES:-2000}"
+DATA="${DEMO_DATA:-demo_data}"; OUT="${DEMO_OUT:-demo_output}"; SCENES="${DEMO_SCENES:-1000}"
 STORE="$DATA/world/features/store"
 start=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - start ))s] $*"; }
