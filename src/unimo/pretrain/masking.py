@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..utils.boxes import box_iou as _box_iou
+
 from ..masks import seq2seq as seq2seq_attention_mask
 from ..tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
 
@@ -448,15 +450,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for name, x in (("a", a), ("b", b)):
         if x.ndim != 2 or x.shape[1] != 4:
             raise ValueError(f"boxes {name} must have shape [N, 4], got {x.shape}")
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return _box_iou(a, b)
 
 
 def region_mask(boxes: np.ndarray, rng: np.random.Generator, mask_ratio: float = 0.15,
