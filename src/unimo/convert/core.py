@@ -227,3 +227,27 @@ def load_config(path: str) -> UnimoConfig:
         raise ConversionError(f"{path}: bad config: {e}") from e
     except (ValueError, FileNotFoundError) as e:
         raise ConversionError(f"bad config: {e}") from e
+
+
+def write_converted(model, producers: dict[str, Callable[[], np.ndarray]], want: dict[str, tuple[int, ...]],
+                    report: "ConversionReport", dst: str, overwrite: bool, seed: int, dry_run: bool
+                    ) -> "ConversionReport":
+    """The common end of every conversion: parameters without a producer are freshly initialised (seeded, listed
+    as missing), then config + weights + report are written atomically to ``dst`` (nothing with ``dry_run``)."""
+    state = model.state_dict()
+    ordered = {}
+    for key, param in state.items():
+        if key in producers:
+            ordered[key] = producers[key]
+        else:
+            ordered[key] = fresh_initializer(param)
+            report.missing.append({"key": key, "shape": list(want[key]), "init": f"fresh (seed {seed})"})
+    if dry_run:
+        return report
+    with atomic_directory(dst, overwrite) as tmp:
+        save_config(tmp, model)
+        with seeded(seed):  # fresh parameters are reproducible
+            write_state_dict(os.path.join(tmp, WEIGHTS_NAME), ordered, {k: v.name for k, v in state.items()}, want,
+                             desc="converting")
+        report.write(os.path.join(tmp, REPORT_NAME))
+    return report

@@ -7,9 +7,8 @@ from typing import Optional
 import numpy as np
 
 from . import legacy_format as lf
-from .core import (REPORT_NAME, WEIGHTS_NAME, ConversionError, ConversionReport, atomic_directory,
-                   build_lazy_model, check_destination, expected_shapes, fresh_initializer, load_config,
-                   official_to_local, save_config, seeded, write_state_dict)
+from .core import (WEIGHTS_NAME, ConversionError, ConversionReport, atomic_directory, build_lazy_model,
+                   check_destination, expected_shapes, load_config, official_to_local, write_converted)
 from .names import adjust_config_for_checkpoint, detect_task, head_of, ignore_pattern, model_class_and_kwargs
 
 _FP32 = 5
@@ -105,23 +104,9 @@ def convert_legacy(src: str, config_path: str, dst: str, task: Optional[str] = N
                               + "\n  ".join(problems))
 
     state = model.state_dict()
-    producers = {}
-    for key, param in state.items():
-        if key in sources:
-            name = sources[key]
-            producers[key] = (lambda p=os.path.join(src, name), h=headers[name]: lf.read_tensor(p, h))
-        else:
-            producers[key] = fresh_initializer(param)
-            report.missing.append({"key": key, "shape": list(want[key]), "init": f"fresh (seed {seed})"})
-    if dry_run:
-        return report
-    with atomic_directory(dst, overwrite) as tmp:
-        save_config(tmp, model)
-        with seeded(seed):  # fresh parameters are reproducible
-            write_state_dict(os.path.join(tmp, WEIGHTS_NAME), producers, {k: v.name for k, v in state.items()},
-                             want, desc="converting")
-        report.write(os.path.join(tmp, REPORT_NAME))
-    return report
+    producers = {key: (lambda p=os.path.join(src, name), h=headers[name]: lf.read_tensor(p, h))
+                 for key, name in sources.items() if key in state}
+    return write_converted(model, producers, want, report, dst, overwrite, seed, dry_run)
 
 
 def export_legacy(src: str, dst: str, overwrite: bool = False) -> ConversionReport:

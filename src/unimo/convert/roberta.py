@@ -22,9 +22,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .core import (REPORT_NAME, WEIGHTS_NAME, ConversionError, ConversionReport, atomic_directory,
-                   build_lazy_model, check_destination, expected_shapes, fresh_initializer, load_config,
-                   official_to_local, save_config, seeded, write_state_dict)
+from .core import (ConversionError, ConversionReport, build_lazy_model, check_destination, expected_shapes,
+                   load_config, official_to_local, write_converted)
 from .names import model_class_and_kwargs
 from ..model.configuration import UnimoConfig
 
@@ -295,23 +294,7 @@ def convert_roberta(src: str, dst: str, task: Optional[str] = None, num_labels: 
     if problems:
         raise ConversionError(f"cannot convert {src}; nothing written:\n  " + "\n  ".join(problems))
 
-    state = model.state_dict()
-    ordered = {}
-    for key, param in state.items():
-        if key in producers:
-            ordered[key] = producers[key]
-        else:
-            ordered[key] = fresh_initializer(param)
-            report.missing.append({"key": key, "shape": list(want[key]), "init": f"fresh (seed {seed})"})
-    if dry_run:
-        return report
-    with atomic_directory(dst, overwrite) as tmp:
-        save_config(tmp, model)
-        with seeded(seed):  # fresh parameters are reproducible
-            write_state_dict(os.path.join(tmp, WEIGHTS_NAME), ordered, {k: v.name for k, v in state.items()}, want,
-                             desc="converting")
-        report.write(os.path.join(tmp, REPORT_NAME))
-    return report
+    return write_converted(model, producers, want, report, dst, overwrite, seed, dry_run)
 
 
 def _check_tied(weights: _Weights, by_name: dict[str, str], problems: list[str]) -> None:
