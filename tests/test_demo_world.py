@@ -306,6 +306,17 @@ def test_learnable_shape_and_colour_probe(world, scenes):
         assert acc >= need, f"{name}: held-out accuracy {acc:.3f} (chance {chance:.2f})"
 
 
+def test_region_features_share_no_large_offset(world):
+    """Regions must differ in more than a shared offset: with the former ReLU features 58% of the squared norm was
+    the mean vector and a small model trained from scratch ignored the image (see preprocess/extractors/classic.py)."""
+    store = FeatureStore.open(world / "features" / "store")
+    x = np.concatenate([store[i].features for i in store.image_ids()])
+    mean = x.mean(0)
+    shared = float(mean @ mean) / float(np.mean((x * x).sum(1)))
+    assert shared < 0.05, shared
+    assert 0.3 < float(x.std()) < 3.0  # unit-ish scale, like the inputs the image embedding was initialised for
+
+
 def test_bad_options_and_no_partial_output(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         demo_world.main(["--out", str(tmp_path / "w"), "--num-scenes", "5"])

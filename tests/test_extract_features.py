@@ -83,7 +83,7 @@ def test_classic_boxes_cover_drawn_objects():
         assert (r.boxes[:, 0] >= 0).all() and (r.boxes[:, 2] <= 128).all()
         assert (r.boxes[:, 2] > r.boxes[:, 0]).all() and (r.boxes[:, 3] > r.boxes[:, 1]).all()
         assert (r.obj_conf >= 0).all() and (r.obj_conf <= 1).all()
-        assert (r.features >= 0).all() and np.isfinite(r.features).all()
+        assert np.isfinite(r.features).all()
     assert found / total >= 0.95, f"only {found}/{total} objects have a box with IoU > 0.5"
 
 
@@ -113,9 +113,8 @@ def test_classic_deterministic_and_dimension():
 def test_classic_projection_uses_documented_seed():
     rng = np.random.default_rng(CLASSIC_PROJECTION_SEED)
     weight = rng.standard_normal((RAW_DIM, 16)).astype(np.float32)
-    bias = (0.5 * rng.standard_normal(16)).astype(np.float32)
     raw = np.random.default_rng(1).random((3, RAW_DIM)).astype(np.float32)
-    expected = np.maximum(((raw - _CENTER) * _SCALE) @ weight + bias, 0)
+    expected = ((raw - _CENTER) * _SCALE) @ weight
     np.testing.assert_allclose(ClassicExtractor(feature_dim=16).project(raw), expected, rtol=1e-6, atol=1e-6)
 
 

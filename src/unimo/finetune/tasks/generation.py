@@ -239,4 +239,10 @@ class CaptionTask(MultimodalTask):
         constant = max(set(captions), key=captions.count)
         base = caption_scores({k: constant for k in image_ids}, scored_refs, meteor=False)
         scores["constant_caption_CIDEr-D"] = base["CIDEr-D"]
+        if self.cfg.get("shuffled_image_control") and len(image_ids) > 1:
+            # blind control: each caption scored against the references of another image (a fixed derangement);
+            # captions that describe their own image lose much of their CIDEr-D here, generic ones do not
+            order = [image_ids[j] for j in np.random.default_rng(0).permutation(len(image_ids))]
+            swapped = {k: preds[order[(i + 1) % len(order)]] for i, k in enumerate(order)}
+            scores["CIDEr-D_shuffled_images"] = caption_scores(swapped, scored_refs, meteor=False)["CIDEr-D"]
         return {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -23,7 +23,7 @@ class MultimodalTask(Task):
     """Shared reader half: text ``[CLS] ... [SEP]`` after the image rows, mask = outer(valid image ; valid text)."""
 
     defaults = {"feature_store": None, "max_img_len": 101, "max_seq_len": 512, "conf_threshold": None,
-                "min_boxes": 10, "max_boxes": 100, "fixed_boxes": None}
+                "min_boxes": 10, "max_boxes": 100, "fixed_boxes": None, "shuffled_image_control": False}
 
     def __init__(self, cfg: dict[str, Any], tokenizer, output_dir: str):
         super().__init__(cfg, tokenizer, output_dir)
@@ -67,6 +67,14 @@ class MultimodalTask(Task):
         return {"input_ids": ids, "position_ids": pos, "image_features": img["image_features"],
                 "image_locations": img["image_locations"], "attention_mask": valid[:, :, None] * valid[:, None, :]}
 
+    @staticmethod
+    def with_shuffled_images(examples: Sequence[dict], seed: int = 0) -> list[dict]:
+        """Copies of ``examples`` whose ``image_id`` is that of another example (a fixed random permutation).
+        Evaluating on them is the blind control: a model that reads the image must do clearly worse, a model that
+        answers from the text alone scores the same (``shuffled_image_control: true`` reports it)."""
+        perm = np.random.default_rng(seed).permutation(len(examples))
+        return [dict(e, image_id=examples[j]["image_id"]) for e, j in zip(examples, perm)]
+
     def forward_batches(self, model, examples: Sequence[Any], desc: str):
         bs = int(self.cfg.get("eval_batch_size") or self.cfg["batch_size"])
         for i in tqdm(range(0, len(examples), bs), desc=desc, disable=self.cfg.get("disable_tqdm", False)):
@@ -99,19 +107,27 @@ class VisualEntailmentTask(MultimodalTask):
     def build_model(self, config):
         return self.load_or_init(UnimoForVisualEntailment, config)
 
-    def evaluate(self, model, split: str) -> dict[str, float]:
-        examples = self.load(split)
+    def _predict(self, model, examples: Sequence[dict], desc: str) -> tuple[list[dict], int]:
         preds, correct = [], 0
-        for exs, logits in self.forward_batches(model, examples, f"ve-{split}"):
+        for exs, logits in self.forward_batches(model, examples, desc):
             for e, p in zip(exs, logits.argmax(-1).tolist()):
                 preds.append({"pair_id": e["pair_id"], "image_id": e["image_id"], "prediction": self.LABELS[p]})
                 correct += int(e["label"] == p)
+        return preds, correct
+
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        examples = self.load(split)
+        preds, correct = self._predict(model, examples, f"ve-{split}")
         self.write_json(f"predictions_{split}.json", preds)
         labels = [e["label"] for e in examples if e["label"] is not None]
         if not labels:
             return {}
         majority = max(np.bincount(labels)) / len(labels)  # trivial baseline: always the most frequent class
-        return {"acc": correct / len(labels), "majority_class_acc": float(majority), "num_examples": len(labels)}
+        result = {"acc": correct / len(labels), "majority_class_acc": float(majority), "num_examples": len(labels)}
+        if self.cfg.get("shuffled_image_control"):
+            _, blind = self._predict(model, self.with_shuffled_images(examples), f"ve-{split}-shuffled")
+            result["acc_shuffled_images"] = blind / len(labels)
+        return result
 
 
 # ------------------------------------------------------------------------------------------------------- VQA v2
@@ -166,12 +182,7 @@ class VQATask(MultimodalTask):
         from ...eval.vqa import write_vqa_results
 
         examples = self.load(split)
-        answers: dict[Any, str] = {}
-        score = 0.0
-        for exs, logits in self.forward_batches(model, examples, f"vqa-{split}"):
-            for e, p in zip(exs, logits.argmax(-1).tolist()):
-                answers[e["question_id"]] = self.answers[p]
-                score += e["targets"].get(p, 0.0)
+        answers, score = self._predict(model, examples, f"vqa-{split}")
         os.makedirs(self.output_dir, exist_ok=True)
         qid_int = {k: (int(k) if str(k).isdigit() else k) for k in answers}
         write_vqa_results(os.path.join(self.output_dir, f"vqa_results_{split}.json"),
@@ -184,8 +195,22 @@ class VQATask(MultimodalTask):
             return {}
         # targets hold the official leave-one-out accuracy of each answer, so this is the VQA accuracy
         majority = self._majority_baseline(labelled)
-        return {"vqa_acc": 100.0 * score / len(labelled), "majority_answer_acc": majority,
-                "num_questions": len(labelled)}
+        result = {"vqa_acc": 100.0 * score / len(labelled), "majority_answer_acc": majority,
+                  "num_questions": len(labelled)}
+        if self.cfg.get("shuffled_image_control"):
+            _, blind = self._predict(model, self.with_shuffled_images(examples), f"vqa-{split}-shuffled")
+            result["vqa_acc_shuffled_images"] = 100.0 * blind / len(labelled)
+        return result
+
+    def _predict(self, model, examples: Sequence[dict], desc: str) -> tuple[dict[Any, str], float]:
+        """({question_id: answer}, summed VQA accuracy) of the arg-max answers."""
+        answers: dict[Any, str] = {}
+        score = 0.0
+        for exs, logits in self.forward_batches(model, examples, desc):
+            for e, p in zip(exs, logits.argmax(-1).tolist()):
+                answers[e["question_id"]] = self.answers[p]
+                score += e["targets"].get(p, 0.0)
+        return answers, score
 
     @staticmethod
     def _majority_baseline(examples: Sequence[dict]) -> float:
