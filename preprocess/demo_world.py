@@ -373,18 +373,26 @@ def _answer_space(kind: str) -> Sequence[str]:
 
 
 def scene_hypotheses(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
-    """(hypothesis, gold_label): one entailment, one neutral, one contradiction."""
+    """(hypothesis, gold_label): one entailment, one neutral, one contradiction. Entailment and contradiction differ
+    only in what the image decides (a relation, a colour, a count), so they cannot be told apart from the text."""
     objs = scene.objects
     o = objs[int(rng.integers(len(objs)))]
     n = len(objs)
     present = {(x.colour, x.shape) for x in objs}
-    if rng.random() < 0.5 and n >= 2:
+    kind = rng.random()
+    single = [x for x in objs if sum(y.shape == x.shape for y in objs) == 1]  # "the heart" names one object
+    if kind < 0.3 and n >= 2:
         i, j = (int(v) for v in rng.choice(n, 2, replace=False))
         a, b = objs[i], objs[j]
         ent = f"The {a.name()} is {_relation_phrase(relation(a, b))} the {b.name()}."
         opposite = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
         con = f"The {a.name()} is {_relation_phrase(opposite[relation(a, b)])} the {b.name()}."
-    elif rng.random() < 0.5:
+    elif kind < 0.6 and single:
+        x = single[int(rng.integers(len(single)))]
+        wrong = [c for c in COLOURS if c != x.colour]
+        ent = f"The {x.shape} is {x.colour}."
+        con = f"The {x.shape} is {wrong[int(rng.integers(len(wrong)))]}."
+    elif kind < 0.8:
         ent = f"There is {_a(o.name())} in the picture."
         wrong = [c for c in COLOURS if (c, o.shape) not in present]
         con = f"There is {_a(wrong[int(rng.integers(len(wrong)))] + ' ' + o.shape)} in the picture."

@@ -10,12 +10,16 @@ import json
 import os
 from typing import Any
 
-# (task dir, metric, baseline metric, label); metric values as written by the tasks' evaluate()
+# (task dir, metric, baseline metric, blind-control metric, label); values as written by the tasks' evaluate().
+# The blind control is the same model on shuffled images (captions scored against another image's references):
+# the gap to it is what the model reads from the image; for retrieval, chance is already the blind score.
 ROWS = [
-    ("img2txt", "CIDEr-D", "constant_caption_CIDEr-D", "COCO-style captioning: CIDEr-D vs a constant caption"),
-    ("vqa", "vqa_acc", "majority_answer_acc", "VQA v2-style: VQA accuracy vs the majority answer"),
-    ("ve", "acc", "majority_class_acc", "SNLI-VE-style: accuracy vs the majority class"),
-    ("retrieval", "avg_recall@1", "chance_recall@1", "Flickr-style retrieval: mean R@1 vs chance"),
+    ("img2txt", "CIDEr-D", "constant_caption_CIDEr-D", "CIDEr-D_shuffled_images",
+     "COCO-style captioning: CIDEr-D vs a constant caption"),
+    ("vqa", "vqa_acc", "majority_answer_acc", "vqa_acc_shuffled_images",
+     "VQA v2-style: VQA accuracy vs the majority answer"),
+    ("ve", "acc", "majority_class_acc", "acc_shuffled_images", "SNLI-VE-style: accuracy vs the majority class"),
+    ("retrieval", "avg_recall@1", "chance_recall@1", None, "Flickr-style retrieval: mean R@1 vs chance"),
 ]
 
 
@@ -25,22 +29,25 @@ def _load(path: str) -> Any:
 
 
 def results_table(output: str) -> tuple[str, dict[str, Any]]:
-    lines = ["| task | learned | trivial baseline | split |", "|---|---|---|---|"]
+    lines = ["| task | learned | trivial baseline | same model, shuffled images | split |", "|---|---|---|---|---|"]
     data: dict[str, Any] = {}
     pre = os.path.join(output, "pretrain", "results.json")
     if os.path.exists(pre):
         data["pretrain"] = _load(pre)
-    for task, metric, base, label in ROWS:
+    for task, metric, base, blind, label in ROWS:
         path = os.path.join(output, task, "results.json")
         if not os.path.exists(path):
-            lines.append(f"| {label} | not run | | |")
+            lines.append(f"| {label} | not run | | | |")
             continue
         res = _load(path)
         split = "test" if res["metrics"].get("test") else "dev"
         m = res["metrics"].get(split, {})
         data[task] = {"split": split, metric: m.get(metric), base: m.get(base)}
+        if blind:
+            data[task][blind] = m.get(blind)
         fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")
-        lines.append(f"| {label} | {fmt(m.get(metric))} | {fmt(m.get(base))} | {split} |")
+        lines.append(f"| {label} | {fmt(m.get(metric))} | {fmt(m.get(base))} | "
+                     f"{fmt(m.get(blind)) if blind else '-'} | {split} |")
     return "\n".join(lines) + "\n", data
 
 

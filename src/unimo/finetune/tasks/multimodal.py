@@ -232,7 +232,7 @@ class RetrievalTask(MultimodalTask):
     name = "retrieval"
     key_metric = "avg_recall@1"
     defaults = {**MultimodalTask.defaults, "negative_images": 10, "negative_captions": 10, "margin": 0.2,
-                "scale": 1.0, "score_batch_size": 128}
+                "scale": 1.0, "score_batch_size": 128, "max_eval_images": None}
 
     def _load_images(self, split: str) -> list[dict[str, Any]]:
         out = []
@@ -280,6 +280,8 @@ class RetrievalTask(MultimodalTask):
         from ...eval.retrieval import recall_at_k
 
         images = self._load_images(split)
+        if self.cfg.get("max_eval_images"):  # the first N images and their captions (CPU-sized evaluation)
+            images = images[:int(self.cfg["max_eval_images"])]
         captions = [(ci, t) for ci, im in enumerate(images) for t in im["texts"]]
         scores = np.zeros((len(captions), len(images)), np.float32)
         bs = int(self.cfg["score_batch_size"])
