@@ -73,6 +73,9 @@ COLOUR_BGR = {"red": (40, 40, 215), "green": (50, 170, 40), "blue": (210, 80, 30
 SIZES = ("small", "large")
 SIZE_RADIUS = {"small": 0.085, "large": 0.15}  # fraction of the image side
 RELATIONS = ("left of", "right of", "above", "below")
+# Bumped whenever the same seed stops giving the same files (script/prepare_demo_data.sh rebuilds older worlds).
+# 2: centred classic features; SNLI-VE colour-attribute hypotheses.
+WORLD_VERSION = 2
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 SPLIT_FRACTIONS = {"image_only": 0.10, "test": 0.10, "val": 0.10, "restval": 0.10}  # the rest is "train"
 
@@ -659,7 +662,7 @@ def build_demo_world(out: str | os.PathLike, seed: int = 0, num_scenes: int = 20
         split_counts = Counter(s.split for s in scenes)
         n_objects = sum(len(s.objects) for s in scenes)
         manifest = {
-            "name": "unimo-demo-world", "version": 1, "seed": seed,
+            "name": "unimo-demo-world", "version": WORLD_VERSION, "seed": seed,
             "options": {"num_scenes": num_scenes, "image_size": image_size, "feature_dim": feature_dim,
                         "max_boxes": max_boxes, "min_boxes": min_boxes, "jpeg_quality": jpeg_quality},
             "extractor": extractor.describe(),

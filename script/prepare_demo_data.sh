@@ -6,6 +6,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/demo_data}"; N="${2:-2000}"; SEED="${3:-0}"
 PY="${PY:-$ROOT/.venv/bin/python}"
 cd "$ROOT"
+# a world from an older generator version (other features / texts) or of another size is rebuilt, with its conversions
+want="$(cd "$ROOT" && "$PY" -c 'from preprocess.demo_world import WORLD_VERSION; print(WORLD_VERSION)' 2>/dev/null)"
+have="$("$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["version"], m["options"]["num_scenes"], m["seed"])' \
+  "$OUT/world/manifest.json" 2>/dev/null || true)"
+if [ -f "$OUT/world/manifest.json" ] && [ "$have" != "$want $N $SEED" ]; then
+  echo "demo world in $OUT is '$have' (version scenes seed), wanted '$want $N $SEED': rebuilding"
+  rm -rf "$OUT/world" "$OUT/coco" "$OUT/flickr" "$OUT/vqa" "$OUT/snli_ve" "$OUT/rewrite"
+fi
 if [ ! -f "$OUT/world/manifest.json" ]; then
   "$PY" -m preprocess.demo_world --out "$OUT/world" --seed "$SEED" --num-scenes "$N" --no-progress --overwrite
 fi

@@ -153,3 +153,36 @@ def test_circle_loss_matches_hand_computation():
     expected = np.log(1 + sum(terms) * np.exp(-ap * (0.7 - (1 - m))))
     got = float(circle_loss(_t(sp, "float64"), _t(sn, "float64"), m))
     assert abs(got - expected) < 1e-12
+
+
+def test_recompute_gives_the_same_loss_and_gradients(tiny_config):
+    """``recompute: true`` (PaddleNLP's Trainer sets ``enable_recompute`` on the backbone) only trades memory for
+    compute: a task model's loss and every gradient are unchanged."""
+    from unimo.model.modeling import UnimoForVQA
+
+    cfg = tiny_config.copy(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    paddle.seed(3)
+    model = UnimoForVQA(cfg, num_answers=7)
+    model.train()
+    rng = np.random.default_rng(0)
+    inputs = {"input_ids": _t(rng.integers(5, 100, (2, 6)), "int64"),
+              "image_features": _t(rng.normal(size=(2, 4, cfg.image_embedding_size)), "float32"),
+              "image_locations": _t(rng.random((2, 4, 5)), "float32"),
+              "labels": _t(rng.random((2, 7)), "float32")}
+    calls = []
+    model.unimo.layers[0].register_forward_post_hook(lambda layer, inp, out: calls.append(1))
+    results = []
+    for on in (False, True):
+        model.unimo.enable_recompute = on
+        model.clear_gradients()
+        calls.clear()
+        loss, _ = model(**inputs)
+        loss.backward()
+        results.append((float(loss), {n: p.grad.numpy().copy() for n, p in model.named_parameters()
+                                      if p.grad is not None}, len(calls)))
+    (loss_a, grads_a, calls_a), (loss_b, grads_b, calls_b) = results
+    assert (calls_a, calls_b) == (1, 2)  # with recompute the layer runs again in the backward pass
+    assert loss_a == pytest.approx(loss_b, rel=1e-6)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 20
+    for name in grads_a:
+        np.testing.assert_allclose(grads_a[name], grads_b[name], rtol=1e-5, atol=1e-6, err_msg=name)

@@ -30,7 +30,7 @@ parts["trainer"].train()
 state = {k: v.numpy() for k, v in parts["model"].state_dict().items()}
 paddle.save(state, os.path.join(cfg["output_dir"], f"rank{rank}.pdparams"))
 print("world", parts["trainer"].args.world_size, "rank", rank, "items/step", parts["items_per_step"],
-      "recompute", parts["model"]._recompute_installed)
+      "recompute", parts["model"].unimo.enable_recompute)
 '''
 
 

@@ -329,6 +329,9 @@ class UnimoModel(UnimoPretrainedModel):
         self.pooled_fc_text = _linear(h, h, std)
         self.pooled_fc_image = _linear(h, h, std)
         self.dropout = config.hidden_dropout_prob
+        # activation recomputation per encoder layer while training (less memory, ~1/3 more compute); PaddleNLP's
+        # Trainer switches it on (``recompute: true``) on every sub-layer that has this attribute
+        self.enable_recompute = False
 
     def official_name_map(self) -> dict[str, str]:
         return backbone_name_map(self.config)
@@ -386,8 +389,14 @@ class UnimoModel(UnimoPretrainedModel):
             if mask.ndim == 2:  # [B, T_keys] validity row -> same row for every query
                 mask = mask.unsqueeze(1)
             attn_bias = ((1.0 - mask) * MASK_NEG).unsqueeze(1)  # [B, 1, T, T_keys]: 0 visible, -1e4 blocked
+        recompute_layers = self.enable_recompute and self.training and cache is None and not x.stop_gradient
         for i, layer in enumerate(self.layers):
-            x = layer(x, attn_bias, cache, i)
+            if recompute_layers:
+                from paddle.distributed.fleet.utils import recompute
+
+                x = recompute(layer, x, attn_bias, use_reentrant=False)
+            else:
+                x = layer(x, attn_bias, cache, i)
         return x
 
     def freeze_fused_qkv(self, frozen: bool) -> None:

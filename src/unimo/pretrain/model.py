@@ -81,10 +81,6 @@ class UnimoForPretraining(UnimoPretrainedModel):
         self.soft_label = config.image_use_soft_label if image_use_soft_label is None else bool(image_use_soft_label)
         self.label_smoothing = float(label_smoothing)
         self.anchor_unused = True
-        # PaddleNLP's Trainer sets ``enable_recompute = True`` on layers that have the attribute when
-        # TrainingArguments.recompute is on; the encoder layers are then wrapped on the next forward.
-        self.enable_recompute = False
-        self._recompute_installed = False
 
         h, std = config.hidden_size, config.initializer_range
         self.unimo = UnimoModel(config)
@@ -203,27 +199,8 @@ class UnimoForPretraining(UnimoPretrainedModel):
         return self.project_texts(self.unimo(input_ids=input_ids, position_ids=position_ids,
                                              attention_mask=attention_mask))
 
-    def _install_recompute(self) -> None:
-        """Activation recomputation per encoder layer (``TrainingArguments.recompute``): each layer's activations
-        are recomputed in the backward pass instead of being kept (less memory, ~1/3 more compute). The backbone
-        is not modified: the layer instances get a wrapping ``forward``."""
-        from paddle.distributed.fleet.utils import recompute
-
-        for layer in self.unimo.layers:
-            original = layer.forward
-
-            def forward(x, attn_bias, cache=None, layer_index=0, _original=original, _layer=layer):
-                if cache is None and _layer.training and self.enable_recompute and not x.stop_gradient:
-                    return recompute(_original, x, attn_bias, use_reentrant=False)
-                return _original(x, attn_bias, cache, layer_index)
-
-            layer.forward = forward
-        self._recompute_installed = True
-
     # -------------------------------------------------------------- forward
     def forward(self, **batch: paddle.Tensor):
-        if self.enable_recompute and not self._recompute_installed:
-            self._install_recompute()
         parts: dict[str, paddle.Tensor] = {}
         total: Optional[paddle.Tensor] = None
         used: set[str] = {"encoder"}
