@@ -75,7 +75,7 @@ def test_vqa(demo, pretrained, tmp_path):
 
 def test_visual_entailment(demo, pretrained, tmp_path):
     res = _run("script/visual_entailment/SNLI-VE/run.sh", tmp_path, pretrained, f"data_dir={demo}/snli_ve",
-               f"feature_store={demo}/world/features/store", "do_test=true", "epochs=6", "batch_size=32",
+               f"feature_store={demo}/world/features/store", "do_test=true", "epochs=10", "batch_size=32",
                "adv_steps=0")
     for split in ("dev", "test"):
         m = res["metrics"][split]
