@@ -71,6 +71,9 @@ def loss_curves(output: str, path: str) -> None:
                         series.setdefault(k, []).append((rec["step"], v))
         for k, pts in series.items():
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=k)
+        values = [v for pts in series.values() for _, v in pts]
+        if values and min(values) > 0 and max(values) / min(values) > 50:
+            ax.set_yscale("log")  # pre-training: feature regression (~1e3) next to the cross-entropies (~1)
         ax.set_title(task)
         ax.set_xlabel("step")
         ax.legend(fontsize=6)
@@ -98,7 +101,7 @@ def example_sheet(output: str, world: str, path: str, n: int = 6) -> None:
         for r in _load(vqa_pred):
             answers.setdefault(str(r["image_id"]), []).append(f"Q: {r['question']} A: {r['answer']}")
     ids = list(captions)[:n]
-    fig, axes = plt.subplots(1, len(ids), figsize=(3.2 * len(ids), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(ids), figsize=(3.2 * len(ids), 5.0), squeeze=False)
     for ax, image_id in zip(axes[0], ids):
         img = cv2.imread(os.path.join(world, "images", f"demo_{int(image_id):012d}.jpg"))
         if img is not None:
@@ -109,7 +112,7 @@ def example_sheet(output: str, world: str, path: str, n: int = 6) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the whole caption + answers below each image, never clipped
     plt.close(fig)
 
 
