@@ -42,6 +42,11 @@ def pretrained(demo, tmp_path_factory) -> Path:
     log = out / "log" / "workerlog.0"
     assert proc.returncode == 0, (proc.stdout[-2000:], log.read_text()[-4000:] if log.exists() else "")
     res = json.loads((out / "results.json").read_text())
+    first, last = res["losses"]["first"], res["losses"]["last"]  # every loss of the three streams falls
+    for k in ("loss_mlm", "loss_s2s", "loss_mrc", "loss_vl_mlm", "loss_vl_mrc"):
+        assert last[k] < 0.5 * first[k], (k, first[k], last[k])
+    for k in ("loss_mrfr", "loss_vl_mrfr", "loss_cmcl"):
+        assert last[k] < 0.85 * first[k], (k, first[k], last[k])
     # CMCL alone already aligns images and captions: zero-shot retrieval far above chance on held-out images
     zero_shot = res["retrieval"]
     assert zero_shot["avg_recall@1"] > 5 * zero_shot["chance_recall@1"], zero_shot
