@@ -17,6 +17,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WOR
 os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
 
 
+def build_demo_data(out: Path, scenes: int, seed: int = 0) -> Path:
+    """``script/prepare_demo_data.sh OUT SCENES SEED``: a demo world converted with the real converters (one
+    thread: tests may run side by side). A failure shows the script's own output."""
+    env = dict(os.environ, PY=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(REPO / "script" / "prepare_demo_data.sh"), str(out), str(scenes), str(seed)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    return out
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import pytest
+
+from conftest import build_demo_data
 
 from unimo import masks
 from unimo.finetune.adversarial import (ModelWrapper, VillaWrapper, ascend, init_delta, load_saved_model,
@@ -336,11 +335,7 @@ def test_wrap_villa_config_and_errors(config):
 # ------------------------------------------------------------------------------------- Trainer on the demo SNLI-VE
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory, repo_root):
-    out = tmp_path_factory.mktemp("villa_demo")
-    env = dict(os.environ, PY=sys.executable, OMP_NUM_THREADS="1")
-    subprocess.run(["bash", str(repo_root / "script" / "prepare_demo_data.sh"), str(out), "60"], check=True,
-                   env=env, capture_output=True, timeout=600)
-    return out
+    return build_demo_data(tmp_path_factory.mktemp("villa_demo"), 60)
 
 
 def test_villa_trainer_steps_on_demo_ve(demo_data, dict_dir, repo_root, tmp_path, monkeypatch):

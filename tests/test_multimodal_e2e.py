@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, build_demo_data
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +25,7 @@ TINY = ["model_config=model_files/config/unimo_demo_en.json", "max_img_len=37", 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    subprocess.run(["bash", str(REPO / "script" / "prepare_demo_data.sh"), str(out), str(SCENES), "0"], check=True,
-                   cwd=REPO, capture_output=True, text=True, timeout=600)
-    return out
+    return build_demo_data(tmp_path_factory.mktemp("demo"), SCENES)
 
 
 @pytest.fixture(scope="module")

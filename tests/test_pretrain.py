@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import build_demo_data
 from unimo.pretrain.data import (PairCorpus, PretrainCollator, PretrainDataConfig, PretrainDataset, StreamIndex,
                                  TextCorpus, load_eval_pairs, load_image_ids, parse_pair_line)
 from unimo.pretrain.masking import box_iou
@@ -506,14 +507,12 @@ def test_init_checkpoint_and_save_roundtrip(tmp_path, mini_config):
 def demo(tmp_path_factory, shared_data):
     """The demo world (300 scenes) converted, plus the CMCL rewrites of its training captions."""
     root = tmp_path_factory.mktemp("demo") / "data"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(["bash", str(REPO / "script" / "prepare_demo_data.sh"), str(root), "300"], check=True, env=env,
-                   cwd=REPO, capture_output=True)
+    build_demo_data(root, 300)
     (root / "rewrite").mkdir()
     subprocess.run([sys.executable, "-m", "preprocess.rewrite", "--pairs", str(root / "coco" / "captions_train.jsonl"),
                     "--output", str(root / "rewrite" / "pairs_train.jsonl"), "--positives", "0", "--negatives", "5",
                     "--retrieval-negatives", "3", "--vocab-dir", str(shared_data / "vg_1600_400_20"), "--no-progress"],
-                   check=True, env=env, cwd=REPO, capture_output=True)
+                   check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO, capture_output=True)
     return root
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import build_demo_data
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Runs pre-training from a config and saves this rank's parameters (run.py's main saves only rank 0's model).
@@ -37,9 +39,7 @@ print("world", parts["trainer"].args.world_size, "rank", rank, "items/step", par
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("dist") / "data"
-    subprocess.run(["bash", str(REPO / "script" / "prepare_demo_data.sh"), str(root), "60"], check=True, cwd=REPO,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True)
-    return root
+    return build_demo_data(root, 60)
 
 
 @pytest.mark.parametrize("mixing, recompute", [("joint", False), ("sample", False), ("joint", True)])

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import pytest
+
+from conftest import build_demo_data
 
 from unimo.finetune.tasks.scst import CiderD, ScstCaptionTask, ScstModel, policy_loss, sequence_log_probs
 from unimo.generation import DecodeConfig, SamplingConfig, greedy_search, ids_to_text, sample
@@ -144,11 +143,7 @@ def test_policy_gradient_sign(small_model, advantage):
 # -------------------------------------------------------------------------------------- demo world and the model
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, repo_root):
-    out = tmp_path_factory.mktemp("scst_demo")
-    env = dict(os.environ, PY=sys.executable, OMP_NUM_THREADS="1")
-    subprocess.run(["bash", str(repo_root / "script" / "prepare_demo_data.sh"), str(out), "60"], check=True,
-                   env=env, capture_output=True, timeout=600)
-    return out
+    return build_demo_data(tmp_path_factory.mktemp("scst_demo"), 60)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -389,11 +388,11 @@ class UnimoModel(UnimoPretrainedModel):
             if mask.ndim == 2:  # [B, T_keys] validity row -> same row for every query
                 mask = mask.unsqueeze(1)
             attn_bias = ((1.0 - mask) * MASK_NEG).unsqueeze(1)  # [B, 1, T, T_keys]: 0 visible, -1e4 blocked
-        recompute_layers = self.enable_recompute and self.training and cache is None and not x.stop_gradient
+        recompute = None
+        if self.enable_recompute and self.training and cache is None and not x.stop_gradient:
+            from paddle.distributed.fleet.utils import recompute
         for i, layer in enumerate(self.layers):
-            if recompute_layers:
-                from paddle.distributed.fleet.utils import recompute
-
+            if recompute is not None:
                 x = recompute(layer, x, attn_bias, use_reentrant=False)
             else:
                 x = layer(x, attn_bias, cache, i)

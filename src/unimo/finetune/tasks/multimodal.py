@@ -8,10 +8,8 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
-import paddle
 from tqdm import tqdm
 
-from ... import masks
 from ...model.modeling import UnimoForRetrieval, UnimoForVisualEntailment, UnimoForVQA
 from ...reader.datasets import load_examples
 from ...reader.image_batch import ImageBatcher
