@@ -43,7 +43,6 @@ import gzip
 import json
 import math
 import os
-from collections import Counter
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -66,35 +65,7 @@ DIALOG_TURN_SEP = " [SEP] "  # the official CoQA files join previous turns with 
 
 
 # ----------------------------------------------------------------------------------------------- errors
-class DataError(ValueError):
-    """A bad record: ``file:line: field 'f': message``; ``reason`` is the short code used in skip summaries."""
-
-    def __init__(self, path: str, line: int | str | None, field: str | None, message: str, reason: str = "bad_value"):
-        self.path, self.line, self.field, self.reason = str(path), line, field, reason
-        where = f"{path}:{line}" if line is not None else str(path)
-        what = f" field '{field}':" if field else ""
-        super().__init__(f"{where}:{what} {message}")
-
-
-class IssueLog:
-    """Raise bad records, or (``skip_bad``) count them by reason; keeps the first few messages for the summary."""
-
-    def __init__(self, skip_bad: bool, keep_messages: int = 20):
-        self.skip_bad = skip_bad
-        self.skipped: Counter[str] = Counter()
-        self.messages: list[str] = []
-        self._keep = keep_messages
-
-    def report(self, err: DataError) -> None:
-        if not self.skip_bad:
-            raise err
-        self.skipped[err.reason] += 1
-        if len(self.messages) < self._keep:
-            self.messages.append(str(err))
-
-    @property
-    def total_skipped(self) -> int:
-        return sum(self.skipped.values())
+from ..utils.errors import DataError, IssueLog  # noqa: E402  (the one data-error type and skip counter)
 
 
 # ----------------------------------------------------------------------------------------------- file reading
