@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import unimo  # noqa: F401  (CPU environment before paddle)
+from unimo.utils.errors import ConfigError, run_cli
 
 DEFAULTS: dict[str, Any] = {
     "task": None, "dataset": None, "data_dir": None, "train_file": None, "dev_file": None, "test_file": None,
@@ -31,6 +32,41 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def check_config(cfg: dict[str, Any], path: str) -> None:
+    """Range and cross-field checks, before any model is built or data is read."""
+    def bad(key: str, what: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(what, file=path, field=key, hint=hint)
+
+    for key in ("batch_size", "gradient_accumulation_steps"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise bad(key, f"must be an integer >= 1, got {cfg[key]!r}")
+    if cfg.get("eval_batch_size") is not None and (not isinstance(cfg["eval_batch_size"], int)
+                                                   or cfg["eval_batch_size"] < 1):
+        raise bad("eval_batch_size", f"must be an integer >= 1, got {cfg['eval_batch_size']!r}")
+    for key in ("learning_rate", "epochs"):
+        if not cfg[key] > 0:
+            raise bad(key, f"must be > 0, got {cfg[key]!r}")
+    for key in ("warmup_ratio",):
+        if not 0 <= cfg[key] <= 1:
+            raise bad(key, f"must be in [0, 1], got {cfg[key]!r}")
+    for key in ("weight_decay", "warmup_steps", "max_grad_norm"):
+        if cfg[key] < 0:
+            raise bad(key, f"must be >= 0, got {cfg[key]!r}")
+    model_config = cfg.get("model_config")
+    if not model_config or not os.path.isfile(model_config):
+        raise bad("model_config", f"file not found: {model_config!r}")
+    with open(model_config, encoding="utf-8") as f:
+        positions = int(json.load(f).get("max_position_embeddings", 514))
+    # positions start at 2 (RoBERTa layout), so a text of n tokens needs n + 2 rows of the position table
+    for key in ("max_seq_len", "max_src_len", "max_tgt_len"):
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, int) or not 1 <= value <= positions - 2):
+            raise bad(key, f"must be an integer in [1, {positions - 2}], got {value!r}",
+                      f"{model_config} has {positions} position embeddings; positions start at 2")
+    if cfg.get("max_img_len") is not None and (not isinstance(cfg["max_img_len"], int) or cfg["max_img_len"] < 1):
+        raise bad("max_img_len", f"must be an integer >= 1, got {cfg['max_img_len']!r}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from unimo.utils.config import load_config, parse_overrides
 
@@ -41,9 +77,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from unimo.finetune.tasks import get_task_class
 
     base = load_config(args.config)
-    task_cls = get_task_class(base.get("task") or "")
+    task_name = overrides.get("task", base.get("task")) or ""
+    try:
+        task_cls = get_task_class(task_name)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0]), file=args.config, field="task") from None
     defaults = {**DEFAULTS, **getattr(task_cls, "defaults", {})}
-    cfg = load_config(args.config, overrides, defaults=defaults)
+    # extra evaluation splits read `<split>_file` keys (e.g. MNLI dev_mismatched_file)
+    splits = overrides.get("extra_eval_splits", base.get("extra_eval_splits")) or []
+    cfg = load_config(args.config, overrides, defaults=defaults,
+                      extra_keys=[f"{s}_file" for s in splits if isinstance(s, str)])
+    check_config(cfg, args.config)
     if cfg.get("eval_batch_size") is None:
         cfg["eval_batch_size"] = cfg["batch_size"]
     output_dir = cfg["output_dir"] or os.path.join("output", f"{cfg['task']}_{cfg.get('dataset') or 'run'}")
@@ -114,4 +158,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_cli(lambda argv: (main(argv), 0)[1], sys.argv[1:], prog="unimo.finetune"))

@@ -19,11 +19,13 @@ from .base import Task, pad_2d
 
 class ClassificationTask(Task):
     name = "classification"
+    # labels: the label names in head order (else <train dir>/labels.json); metric: acc | mcc | f1 | pearson_spearman
+    defaults = {"labels": None, "max_seq_len": 512, "metric": None}
 
     def __init__(self, cfg: dict[str, Any], tokenizer, output_dir: str):
         super().__init__(cfg, tokenizer, output_dir)
         self.regression = cfg.get("task") == "regression"
-        self.metric = cfg.get("metric", "pearson_spearman" if self.regression else "acc")
+        self.metric = cfg.get("metric") or ("pearson_spearman" if self.regression else "acc")
         self.key_metric = "pearson" if self.metric == "pearson_spearman" else self.metric
         self._labels: list[str] | None = None
 

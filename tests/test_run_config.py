@@ -1,0 +1,137 @@
+"""The fine-tuning entry point refuses a misconfiguration before it builds a model or reads data (issue 12): unknown
+keys in the YAML or on the command line, wrong types, out-of-range values each give one ``error:`` line naming the
+file (and line) and the key, exit status 2, and no output directory."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unimo.utils.config import load_config
+from unimo.utils.errors import ConfigError, DataError, IssueLog, UserError, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+SST2 = REPO / "script" / "classification" / "SST-2" / "conf.yaml"
+
+
+def _run(tmp_path: Path, conf: Path, *overrides: str) -> subprocess.CompletedProcess:
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env.pop("UNIMO_DEBUG", None)
+    return subprocess.run([sys.executable, str(REPO / "src" / "unimo" / "finetune" / "run.py"), "--config", str(conf),
+                           f"output_dir={out}", *overrides], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _child_yaml(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "conf.yaml"
+    path.write_text(f"base: {SST2}\n{body}", encoding="utf-8")
+    return path
+
+
+def test_typo_in_yaml_names_file_line_and_suggestion(tmp_path):
+    conf = _child_yaml(tmp_path, "epochs: 2\nlearning_rat: 1.0e-3\n")
+    proc = _run(tmp_path, conf)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("unimo.finetune: error:")]
+    assert lines == [f"unimo.finetune: error: {conf}:3: learning_rat: unknown config key "
+                     "(did you mean 'learning_rate'?)"], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("batch_size=1.5", "batch_size: expected an integer, got 1.5"),
+    ("learning_rate=abc", "learning_rate: expected a number, got 'abc'"),
+    ("batch_size=-1", "batch_size: must be an integer >= 1, got -1"),
+    ("max_seq_len=100000", "max_seq_len: must be an integer in [1, 512], got 100000"),
+    ("learnin_rate=1e-3", "learnin_rate: unknown config key (did you mean 'learning_rate'?)"),
+])
+def test_bad_override_is_one_error_line(tmp_path, override, message):
+    proc = _run(tmp_path, SST2, override)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_shows_traceback(tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), UNIMO_DEBUG="1")
+    proc = subprocess.run([sys.executable, str(REPO / "src" / "unimo" / "finetune" / "run.py"), "--config", str(SST2),
+                           f"output_dir={out}", "batch_size=0"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "batch_size: must be an integer >= 1, got 0" in proc.stderr
+
+
+def test_load_config_types_and_chain(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("batch_size: 8\nlearning_rate: 1e-5\n", encoding="utf-8")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\nbatch_size: 16\n", encoding="utf-8")
+    defaults = {"batch_size": 1, "learning_rate": 5e-5, "amp": "none", "do_train": True}
+    cfg = load_config(str(child), {"learning_rate": 3e-5}, defaults=defaults)
+    assert cfg == {"batch_size": 16, "learning_rate": 3e-5, "amp": "none", "do_train": True}
+    # YAML 1.1 reads 1e-5 (no dot) as a string: a float field converts it
+    assert load_config(str(base), defaults=defaults)["learning_rate"] == 1e-5
+    (tmp_path / "typo.yaml").write_text("base: base.yaml\ndo_trian: false\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tmp_path / "typo.yaml"), defaults=defaults)
+    assert str(e.value) == f"{tmp_path / 'typo.yaml'}:2: do_trian: unknown config key (did you mean 'do_train'?)"
+    (tmp_path / "basetypo.yaml").write_text("batchsize: 3\n", encoding="utf-8")
+    (tmp_path / "c2.yaml").write_text("base: basetypo.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"basetypo.yaml:1: batchsize: unknown config key"):
+        load_config(str(tmp_path / "c2.yaml"), defaults=defaults)
+    with pytest.raises(ConfigError, match="do_train: expected true or false, got 'yes please'"):
+        load_config(str(base), {"do_train": "yes please"}, defaults=defaults)
+    with pytest.raises(ConfigError, match="batch_size: expected an integer, got True"):
+        load_config(str(base), {"batch_size": True}, defaults=defaults)
+    assert load_config(str(base), {"batch_size": 4.0}, defaults=defaults)["batch_size"] == 4
+
+
+def test_every_shipped_config_loads_strictly():
+    """Every task YAML of script/ passes the strict loader and the range checks (all keys declared)."""
+    from unimo.finetune.run import DEFAULTS, check_config
+    from unimo.finetune.tasks import get_task_class
+
+    confs = sorted(p for p in (REPO / "script").rglob("*.yaml") if "pretrain" not in p.parts)
+    assert len(confs) > 25
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        for conf in confs:
+            raw = load_config(str(conf))
+            cls = get_task_class(raw["task"])
+            splits = raw.get("extra_eval_splits") or []
+            cfg = load_config(str(conf), defaults={**DEFAULTS, **getattr(cls, "defaults", {})},
+                              extra_keys=[f"{s}_file" for s in splits])
+            check_config(cfg, str(conf))
+    finally:
+        os.chdir(cwd)
+
+
+def test_error_format_and_exit_codes(capsys):
+    err = UserError("does not exist", file="data/train.jsonl", line=7, field="image_id", hint="see --skip-bad")
+    assert str(err) == "data/train.jsonl:7: image_id: does not exist (see --skip-bad)"
+    assert str(DataError("a.tsv", 3, "label", "not a number")) == "a.tsv:3: field 'label': not a number"
+
+    def bad(argv):
+        raise err
+
+    def boom(argv):
+        raise RuntimeError("bug")
+
+    assert run_cli(bad, [], prog="tool") == 2
+    assert capsys.readouterr().err.strip() == f"tool: error: {err}"
+    assert run_cli(lambda argv: None, []) == 0
+    with pytest.raises(RuntimeError):  # an internal error is not disguised as a user error
+        run_cli(boom, [])
+    log = IssueLog(skip_bad=True)
+    log.report(DataError("x", 1, None, "bad", "bad_json"))
+    log.report(DataError("x", 2, None, "bad", "bad_json"))
+    assert log.summary()["skipped"] == {"bad_json": 2}
