@@ -135,3 +135,63 @@ def test_error_format_and_exit_codes(capsys):
     log.report(DataError("x", 1, None, "bad", "bad_json"))
     log.report(DataError("x", 2, None, "bad", "bad_json"))
     assert log.summary()["skipped"] == {"bad_json": 2}
+
+
+# ------------------------------------------------------------------------------------------------ fail-fast data
+def _caption_setup(tmp_path: Path, dim: int = 16, missing_on_line: int | None = None) -> tuple[Path, Path]:
+    import json
+
+    import numpy as np
+
+    from unimo.reader.feature_formats import RegionFeatures
+    from unimo.reader.feature_store import FeatureStoreWriter
+
+    store = tmp_path / "store"
+    rng = np.random.default_rng(0)
+    with FeatureStoreWriter(store, dim) as writer:
+        for i in range(3):
+            boxes = np.array([[0, 0, 5, 5], [2, 2, 9, 9]], np.float32)
+            writer.add(RegionFeatures(str(i), 10, 10, boxes, rng.normal(size=(2, dim))))
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "dev"):
+        lines = [json.dumps({"image_id": str(i % 3), "caption_id": str(i), "caption": f"a shape number {i}"}) for i in range(6)]
+        if split == "train" and missing_on_line is not None:
+            lines[missing_on_line - 1] = json.dumps({"image_id": "999", "caption_id": "9", "caption": "an image nobody extracted"})
+        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"task: img2txt\nmodel_config: {REPO / 'model_files/config/unimo_tiny_en.json'}\n"
+                    f"vocab_dir: {REPO.parent / 'shared/data/unimo_dict'}\ndata_dir: {data}\n"
+                    f"train_file: train.jsonl\ndev_file: dev.jsonl\nfeature_store: {store}\nbatch_size: 2\n"
+                    "epochs: 1\nadv_steps: 0\nmax_out_len: 3\nbeam_size: 1\ndisable_tqdm: true\n", encoding="utf-8")
+    return conf, data
+
+
+def test_unknown_training_image_fails_fast(tmp_path):
+    """A training caption whose image is not in the store used to hang the run (KeyError in the DataLoader
+    thread): now one line naming file, line and field, exit 2, within the start-up time."""
+    import time
+
+    conf, data = _caption_setup(tmp_path, dim=2048, missing_on_line=4)
+    started = time.time()
+    proc = _run(tmp_path, conf)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert errors == [f"unimo.finetune: error: {data / 'train.jsonl'}:4: field 'image_id': '999' is not in the "
+                      f"feature store {tmp_path / 'store'} (convert its features into the store, or remove the "
+                      "record)"], proc.stderr[-3000:]
+    assert time.time() - started < 90
+    assert not (tmp_path / "out").exists()
+
+
+def test_store_dimension_mismatch_names_both_sizes(tmp_path):
+    import json
+
+    conf, _ = _caption_setup(tmp_path, dim=16)
+    proc = _run(tmp_path, conf)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    tiny = json.loads((REPO / "model_files/config/unimo_tiny_en.json").read_text())["image_embedding_size"]
+    assert tiny != 16
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and f"has 16-d region features but the model config" in errors[0] \
+        and f"image_embedding_size {tiny}" in errors[0] and "feature_store" in errors[0], errors

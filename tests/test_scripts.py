@@ -127,7 +127,8 @@ def test_conf_loads_and_is_consistent(conf, tokenizer, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # paths in the YAML are relative to the repository root, where run.sh runs
     raw = load_config(str(conf))
     task_cls = get_task_class(raw["task"])
-    cfg = load_config(str(conf), defaults={**DEFAULTS, **getattr(task_cls, "defaults", {})})
+    cfg = load_config(str(conf), defaults={**DEFAULTS, **getattr(task_cls, "defaults", {})},
+                      extra_keys=[f"{s}_file" for s in raw.get("extra_eval_splits") or []])
     assert (REPO / cfg["model_config"]).is_file(), f"{conf}: model_config {cfg['model_config']} missing"
     assert Path(cfg["model_config"]).parent == Path("model_files/config")
     for key in ("train_file", "dev_file"):

@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if cfg.get(key) is not None:
             setattr(model_config, key, float(cfg[key]))
     task = task_cls(cfg, tokenizer, output_dir)
+    from unimo.finetune.checks import check_multimodal_data
+
+    # every split the run reads, against the feature store and the model config, before the model is built
+    data_checked = check_multimodal_data(task, cfg, model_config, args.config)
     training_args = make_training_args(cfg, output_dir)
     paddle.seed(int(cfg["seed"]))
     model = task.build_model(model_config)
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "best": {"step": trainer.best_step, task.key_metric: trainer.best_metric},
             "eval_history": trainer.eval_history,
             "checkpoint": best_dir if os.path.isdir(best_dir) else cfg.get("init_checkpoint"),
-            "global_batch_size": global_batch, "world_size": world,
+            "global_batch_size": global_batch, "world_size": world, "data_checked": data_checked,
             "train_seconds": round(time.time() - started, 1), "config": cfg,
         }
         task.write_json("results.json", results)
