@@ -109,20 +109,9 @@ def load_json(path: str) -> Any:
 
 def iter_jsonl_objects(path: str, log: IssueLog, progress: bool = False) -> Iterator[tuple[int, dict]]:
     """``(lineno, object)`` for every non-blank line; unparsable lines go to ``log`` (raise or count)."""
-    for n, text in iter_lines(str(path), progress):
-        if not text.strip():
-            continue
-        try:
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(path, n, None, f"invalid JSON ({e.msg} at column {e.colno})", "bad_json") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, n, None, f"expected a JSON object, got {type(obj).__name__}", "bad_json")
-        except DataError as err:
-            log.report(err)
-            continue
-        yield n, obj
+    from unimo.utils.io import iter_jsonl
+
+    return iter_jsonl(str(path), log, progress)
 
 
 def split_from_name(path: str, known: Iterable[str] = ("train", "dev", "val", "test")) -> str:

@@ -233,30 +233,15 @@ class UnimoPretrainedModel(nn.Layer):
         raise NotImplementedError
 
     def save_pretrained(self, directory: str) -> None:
-        """Write atomically: into a temporary directory, renamed at the end (no partial checkpoint)."""
-        import shutil
-        import tempfile
+        """Write atomically: into a temporary directory whose files replace the checkpoint's at the end (no partial
+        checkpoint; other files of ``directory`` are left alone)."""
+        from ..utils.io import atomic_directory
 
-        parent = os.path.dirname(os.path.abspath(directory)) or "."
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-save-", dir=parent)
-        try:
+        with atomic_directory(directory) as tmp:
             config = self.config.copy()
             config.extra = dict(config.extra, architecture=type(self).__name__, init_kwargs=self.init_kwargs())
             config.save_pretrained(tmp)
             paddle.save(self.state_dict(), os.path.join(tmp, WEIGHTS_NAME))
-            if os.path.isdir(directory):
-                for name in (CONFIG_NAME, WEIGHTS_NAME):
-                    if os.path.exists(os.path.join(directory, name)):
-                        os.remove(os.path.join(directory, name))
-                for name in os.listdir(tmp):
-                    os.replace(os.path.join(tmp, name), os.path.join(directory, name))
-                os.rmdir(tmp)
-            else:
-                os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def from_pretrained(cls, directory: str, config: Optional[UnimoConfig] = None, strict: bool = False,

@@ -48,7 +48,6 @@ pair, masked modelling (vl)        ``vl_input_ids``/``vl_position_ids`` [B, Lc] 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import OrderedDict
@@ -58,6 +57,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from ..reader.datasets import DataError, IssueLog
+from ..utils.io import parse_json_object
 from ..reader.features import FeatureStore, ImageInputs
 from ..reader.image_batch import ImageBatcher
 from ..tokenizer import CLS_ID, PAD_ID, SEP_ID, UnimoTokenizer
@@ -312,12 +312,7 @@ def _text_value(v: Any, path: str, line: int, name: str) -> str:
 
 def parse_pair_line(text: str, path: str, line: int) -> list[PairRecord]:
     """Validate one JSONL line of a pair file into one pair (caption / rewrite record) or several (``captions``)."""
-    try:
-        rec = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(path, line, None, f"invalid JSON ({e.msg} at column {e.colno})", "bad_json") from None
-    if not isinstance(rec, dict):
-        raise DataError(path, line, None, f"expected a JSON object, got {type(rec).__name__}", "bad_json")
+    rec = parse_json_object(text, path, line)
     if "image_id" not in rec:
         raise DataError(path, line, "image_id", "missing", "missing_field")
     image_id = _id_value(rec["image_id"], path, line, "image_id")

@@ -69,36 +69,7 @@ from ..utils.errors import DataError, IssueLog  # noqa: E402  (the one data-erro
 
 
 # ----------------------------------------------------------------------------------------------- file reading
-def _open_binary(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"data file not found: {path}")
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-
-
-def iter_lines(path: str, progress: bool = False, desc: str | None = None,
-               with_offsets: bool = False) -> Iterator[tuple]:
-    """Yield ``(lineno, text)`` (or ``(lineno, offset, text)``) for every line, newline stripped.
-
-    Lines are decoded one by one so a bad UTF-8 byte is reported with its line number; a BOM on line 1 is dropped.
-    """
-    from tqdm import tqdm
-
-    size = os.path.getsize(path) if os.path.isfile(path) else None
-    with _open_binary(path) as f, tqdm(total=size, unit="B", unit_scale=True, desc=desc or os.path.basename(path),
-                                       disable=not progress, leave=False) as bar:
-        offset = 0
-        for lineno, raw in enumerate(f, 1):
-            n = len(raw)
-            bar.update(n)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})", "bad_utf8")
-            if lineno == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            text = text.rstrip("\n").rstrip("\r")
-            yield (lineno, offset, text) if with_offsets else (lineno, text)
-            offset += n
+from ..utils.io import iter_lines  # noqa: E402,F401  (the one line reader; re-exported)
 
 
 def _first_line(path: str) -> str:
@@ -283,17 +254,11 @@ _VALIDATORS: dict[str, Callable[[dict, str, int], dict]] = {
 
 
 def _iter_jsonl(path: str, task: str, log: IssueLog, progress: bool) -> Iterator[dict]:
+    from ..utils.io import iter_jsonl
+
     validate = _VALIDATORS[task]
-    for n, text in iter_lines(path, progress):
-        if not text.strip():
-            continue  # blank lines carry no record
+    for n, ex in iter_jsonl(path, log, progress):
         try:
-            try:
-                ex = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(path, n, None, f"invalid JSON ({e.msg} at column {e.colno})", "bad_json") from None
-            if not isinstance(ex, dict):
-                raise DataError(path, n, None, f"expected a JSON object, got {type(ex).__name__}", "bad_json")
             yield validate(ex, path, n)
         except DataError as err:
             log.report(err)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import gzip
 import io
 import os
@@ -641,25 +640,11 @@ def b64_array(arr: np.ndarray, dtype: str = "<f4") -> str:
     return _b64.b64encode(np.ascontiguousarray(arr, dtype=np.dtype(dtype)).tobytes()).decode("ascii")
 
 
-@contextlib.contextmanager
-def atomic_text_file(path: str | os.PathLike) -> Iterator[IO[str]]:
+def atomic_text_file(path: str | os.PathLike):
     """Write text to ``path`` through a temporary sibling; gzip when the name ends in ``.gz``; rename on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.name.endswith(".gz"):
-            fh = gzip.open(tmp, "wt", encoding="utf-8", newline="\n")
-        else:
-            fh = open(tmp, "w", encoding="utf-8", newline="\n")
-        with fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    from ..utils.io import atomic_write
+
+    return atomic_write(path, "w")
 
 
 def _need(value: np.ndarray | None, what: str, rec: RegionFeatures, writer: str) -> np.ndarray:

@@ -89,45 +89,60 @@ def atomic_directory(dst: str | os.PathLike, owned_names: Optional[set[str]] = N
         raise
 
 
-def _open_text_lines(path: str) -> Iterator[tuple[int, str]]:
-    if not os.path.exists(path):
-        raise DataError(path, None, None, "file not found", "missing_file")
-    if os.path.isdir(path):
-        raise DataError(path, None, None, "is a directory, expected a file", "not_a_file")
-    opener = gzip.open if path.endswith(".gz") else open
-    lineno = 0
+def _open_binary(path: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data file not found: {path}")
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def iter_lines(path: str, progress: bool = False, desc: str | None = None,
+               with_offsets: bool = False) -> Iterator[tuple]:
+    """Yield ``(lineno, text)`` (or ``(lineno, offset, text)``) for every line, newline stripped.
+
+    Lines are decoded one by one so a bad UTF-8 byte is reported with its line number; a BOM on line 1 is dropped.
+    """
+    from tqdm import tqdm
+
+    size = os.path.getsize(path) if os.path.isfile(path) else None
+    with _open_binary(path) as f, tqdm(total=size, unit="B", unit_scale=True, desc=desc or os.path.basename(path),
+                                       disable=not progress, leave=False) as bar:
+        offset = 0
+        for lineno, raw in enumerate(f, 1):
+            n = len(raw)
+            bar.update(n)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})", "bad_utf8")
+            if lineno == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            text = text.rstrip("\n").rstrip("\r")
+            yield (lineno, offset, text) if with_offsets else (lineno, text)
+            offset += n
+
+
+def parse_json_object(text: str, path: str, line: int) -> dict:
+    """One JSONL line that must hold a JSON object (else a :class:`DataError` naming file and line)."""
     try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(path, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})",
-                                    "bad_utf8") from None
-                if lineno == 1 and text.startswith("\ufeff"):
-                    text = text[1:]
-                yield lineno, text.rstrip("\n").rstrip("\r")
-    except (EOFError, gzip.BadGzipFile, OSError) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(path, lineno + 1, None, f"unreadable or truncated file ({e})", "truncated") from None
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, line, None, f"invalid JSON ({e.msg} at column {e.colno})", "bad_json") from None
+    if not isinstance(obj, dict):
+        raise DataError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "bad_json")
+    return obj
 
 
-def iter_jsonl(path: str | os.PathLike, log: Optional[IssueLog] = None) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(path: str | os.PathLike, log: Optional[IssueLog] = None,
+               progress: bool = False) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for every non-blank line of a JSONL file (``.gz`` allowed). A line that is not a
     JSON object is a :class:`DataError` (or, with a skipping ``log``, counted and skipped)."""
     path = os.fspath(path)
     log = log or IssueLog(skip_bad=False)
-    for n, text in _open_text_lines(path):
+    for n, text in iter_lines(path, progress):
         if not text.strip():
             continue
         try:
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(path, n, None, f"invalid JSON ({e.msg} at column {e.colno})", "bad_json") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, n, None, f"expected a JSON object, got {type(obj).__name__}", "bad_json")
+            obj = parse_json_object(text, path, n)
         except DataError as err:
             log.report(err)
             continue
@@ -141,7 +156,7 @@ def iter_header_tsv(path: str | os.PathLike, required: tuple[str, ...] = (),
     path = os.fspath(path)
     log = log or IssueLog(skip_bad=False)
     header: Optional[list[str]] = None
-    for n, text in _open_text_lines(path):
+    for n, text in iter_lines(path):
         if header is None:
             header = next(csv.reader([text], delimiter="\t", quoting=csv.QUOTE_NONE))
             missing = [c for c in required if c not in header]
