@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model=trained, args=training_args, train_dataset=train_data, data_collator=task.collate,
         evaluate_fn=task.evaluate if (cfg["do_eval"] and task.has_split("dev")) else None,
         key_metric=task.key_metric, greater_is_better=task.greater_is_better,
-        lr_decay_epochs=cfg.get("lr_decay_epochs"), save_fn=task.save_checkpoint)
+        lr_decay_epochs=cfg.get("lr_decay_epochs"), save_fn=task.save_checkpoint, visualdl=bool(cfg["visualdl"]))
     world = training_args.world_size
     global_batch = int(cfg["batch_size"]) * int(cfg["gradient_accumulation_steps"]) * world
     started = time.time()

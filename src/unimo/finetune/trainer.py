@@ -37,7 +37,7 @@ class UnimoTrainer(Trainer):
     def __init__(self, *args: Any, evaluate_fn: Optional[Callable[[Any, str], dict[str, float]]] = None,
                  key_metric: Optional[str] = None, greater_is_better: bool = True,
                  lr_decay_epochs: Optional[list[float]] = None,
-                 save_fn: Optional[Callable[[Any, str], None]] = None, **kwargs: Any):
+                 save_fn: Optional[Callable[[Any, str], None]] = None, visualdl: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.lr_decay_epochs = list(lr_decay_epochs or [])
         self.save_fn = save_fn or (lambda model, directory: model.save_pretrained(directory))
@@ -49,7 +49,8 @@ class UnimoTrainer(Trainer):
         self.eval_history: list[dict[str, Any]] = []
         self._loss_parts: dict[str, float] = {}
         self._loss_part_counts: dict[str, int] = {}
-        self._vdl = None if kwargs_visualdl(self.args) else False
+        # VisualDL scalars (the `visualdl` config key; UNIMO_VISUALDL=0 switches them off for every run)
+        self._vdl = None if visualdl and os.environ.get("UNIMO_VISUALDL", "1") != "0" else False
 
     # -------------------------------------------------------------- optimisation
     def create_scheduler(self, num_training_steps: int):
@@ -174,10 +175,6 @@ def make_training_args(cfg: dict[str, Any], output_dir: str) -> TrainingArgument
         do_train=True,
         remove_unused_columns=False,
     )
-
-
-def kwargs_visualdl(args: TrainingArguments) -> bool:
-    return os.environ.get("UNIMO_VISUALDL", "1") != "0"
 
 
 def _has_visualdl() -> bool:

@@ -830,16 +830,6 @@ class PretrainCollator:
                 "vl_lm_positions": lm_pos, "vl_lm_ids": lm_ids, **{f"vl_{k}": v for k, v in tg.items()}}
 
 
-def iter_batches(dataset: PretrainDataset, collator: PretrainCollator, batch_size: int, start: int = 0
-                 ) -> Iterator[dict[str, np.ndarray]]:
-    """Consecutive batches of items ``[start + k * batch_size, ...)`` (benchmarks and tests; training uses the
-    Trainer's sampler, which yields the same order)."""
-    i = start
-    while i + batch_size <= len(dataset):
-        yield collator([dataset[j] for j in range(i, i + batch_size)])
-        i += batch_size
-
-
 def steps_per_pass(sizes: dict[str, int], cfg: PretrainDataConfig, items_per_step: int) -> int:
     """Optimizer steps for one pass over the largest enabled stream (the "epoch" of ``epochs``-based runs)."""
     need = [math.ceil(sizes[s] / cfg.per_item(s)) for s in STREAMS if cfg.per_item(s) > 0 and sizes.get(s)]
