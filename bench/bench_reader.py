@@ -17,7 +17,6 @@ from common import REPO, emit
 import numpy as np
 
 from unimo import UnimoTokenizer
-from unimo.finetune.run import DEFAULTS
 from unimo.finetune.tasks.generation import CaptionTask
 from unimo.reader.features import FeatureStoreWriter, RegionFeatures
 
@@ -44,8 +43,8 @@ def main() -> None:
                 cap = " ".join(rng.choice(words, size=int(rng.integers(8, 16))))
                 f.write(json.dumps({"image_id": str(i % args.images), "caption": cap, "caption_id": i}) + "\n")
         tok = UnimoTokenizer.from_pretrained(str(REPO / "model_files" / "dict"))
-        cfg = {**DEFAULTS, **CaptionTask.defaults, "task": "img2txt", "train_file": f"{tmp}/captions.jsonl",
-               "feature_store": store, "batch_size": 32}
+        cfg = CaptionTask.config_class.from_values(task="img2txt", train_file=f"{tmp}/captions.jsonl",
+                                                   feature_store=store, batch_size=32)
         task = CaptionTask(cfg, tok, tmp)
         examples = task.load("train")
         order = rng.permutation(len(examples))

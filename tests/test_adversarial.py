@@ -1,4 +1,4 @@
-"""VILLA adversarial training (src/unimo/finetune/adversarial.py): the official recipe's arithmetic on hand-checkable
+"""VILLA adversarial training (src/unimo/training/adversarial.py): the official recipe's arithmetic on hand-checkable
 cases, an independent step-by-step re-computation through the plain model's own forward, the pieces (init, ascent,
 projection, symmetric KL), delegation (state dict, checkpoints, decoding, eval), and a few Trainer steps on the
 demo SNLI-VE task whose checkpoint loads into the plain model class."""
@@ -14,7 +14,7 @@ import pytest
 from conftest import build_demo_data
 
 from unimo import masks
-from unimo.finetune.adversarial import (ModelWrapper, VillaWrapper, ascend, init_delta, load_saved_model,
+from unimo.training.adversarial import (ModelWrapper, VillaWrapper, ascend, init_delta, load_saved_model,
                                         symmetric_bernoulli_kl, symmetric_kl, unwrap_model, wrap_villa)
 from unimo.model.modeling import (UnimoForGeneration, UnimoForRetrieval, UnimoForSequenceClassification,
                                   UnimoForVisualEntailment, UnimoForVQA)
@@ -340,21 +340,20 @@ def demo_data(tmp_path_factory, repo_root):
 
 def test_villa_trainer_steps_on_demo_ve(demo_data, dict_dir, repo_root, tmp_path, monkeypatch):
     monkeypatch.setenv("UNIMO_VISUALDL", "0")
-    from unimo.finetune.run import DEFAULTS
     from unimo.finetune.tasks.base import ListDataset
     from unimo.finetune.tasks.multimodal import VisualEntailmentTask
-    from unimo.finetune.trainer import UnimoTrainer, make_training_args
+    from unimo.training.trainer import UnimoTrainer, make_training_args
     from unimo.model.configuration import UnimoConfig
     from unimo.tokenizer import UnimoTokenizer
 
     out = tmp_path / "out"
-    cfg = {**DEFAULTS, **VisualEntailmentTask.defaults, "task": "visual_entailment",
+    cfg = VisualEntailmentTask.config_class.from_values({"task": "visual_entailment",
            "data_dir": str(demo_data / "snli_ve"), "train_file": "ve_train.jsonl", "dev_file": "ve_dev.jsonl",
            "feature_store": str(demo_data / "world" / "features" / "store"), "max_img_len": 37,
            "batch_size": 8, "eval_batch_size": 8, "max_steps": 3, "save_steps": 3, "logging_steps": 1,
            "learning_rate": 1e-3,
            "disable_tqdm": True, "output_dir": str(out), "beta2": 0.999,
-           "adv_steps": 2, "adv_lr": 0.05, "adv_max_norm": 0.4, "adv_init_mag": 0.4, "adv_kl_weight": 1.0}
+           "adv_steps": 2, "adv_lr": 0.05, "adv_max_norm": 0.4, "adv_init_mag": 0.4, "adv_kl_weight": 1.0})
     tokenizer = UnimoTokenizer.from_pretrained(str(dict_dir))
     task = VisualEntailmentTask(cfg, tokenizer, str(out))
     paddle.seed(1)

@@ -535,7 +535,7 @@ def _train(model, ds, items: int, steps: int, lr: float = 2e-3) -> dict[str, lis
     """The official recipe in a plain loop: AdamW, linear warm-up + decay, global-norm clip 1.0."""
     import paddle
 
-    from unimo.finetune.trainer import official_lr_lambda
+    from unimo.training.trainer import official_lr_lambda
 
     sched = paddle.optimizer.lr.LambdaDecay(lr, official_lr_lambda(steps // 10, steps))
     opt = paddle.optimizer.AdamW(sched, parameters=model.parameters(), weight_decay=0.01,
@@ -691,7 +691,7 @@ def test_bad_configuration_values_are_reported(mini, images, tokenizer, mini_con
                     (dict(stream_probs={"video": 1.0}), "stream_probs must map"),
                     (dict(max_caption_len=2), "max_caption_len must be >= 3")):
         with pytest.raises(ValueError, match=msg):
-            PretrainDataConfig(**kw).validate()
+            PretrainDataConfig(**kw).check()
     with pytest.raises(ValueError, match="every stream is disabled"):
         make_dataset(mini, images, tokenizer, text_per_item=0, image_per_item=0, pair_per_item=0)
     with pytest.raises(ValueError, match=r"stream 'pair' is enabled .* has no data"):

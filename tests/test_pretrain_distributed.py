@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 HELPER = '''
 import os, sys
 import unimo  # noqa: F401
-from unimo.pretrain.run import _defaults, build
-from unimo.utils.config import load_config, parse_overrides
+from unimo.pretrain.run import PretrainConfig, build
+from unimo.utils.config import parse_overrides
 import paddle
 
-cfg = load_config(sys.argv[1], parse_overrides(sys.argv[2:]), defaults=_defaults())
+cfg = PretrainConfig.load(sys.argv[1], parse_overrides(sys.argv[2:]))
 parts = build(cfg)
 rank = parts["trainer"].args.process_index
 init = {k: v.numpy() for k, v in parts["model"].state_dict().items()}

@@ -104,13 +104,16 @@ def _conf_dir(conf: Path) -> str:
     return str(conf.parent.relative_to("script"))
 
 
-def _finetune_string_constants() -> set[str]:
-    """Every string literal in the fine-tuning framework: the config keys it can read."""
+def _names_read_in_src() -> set[str]:
+    """Every attribute read and string literal of the package (outside field declarations): a declared config
+    field that is in neither is a key nothing reads."""
     out: set[str] = set()
-    for f in glob.glob(str(REPO / "src" / "unimo" / "finetune" / "**" / "*.py"), recursive=True):
+    for f in glob.glob(str(REPO / "src" / "unimo" / "**" / "*.py"), recursive=True):
         for node in ast.walk(ast.parse(Path(f).read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 out.add(node.value)
+            elif isinstance(node, ast.Attribute):
+                out.add(node.attr)
     return out
 
 
@@ -121,22 +124,20 @@ def test_every_official_task_has_a_script():
 
 @pytest.mark.parametrize("conf", CONFS + DEMO_CONFS, ids=str)
 def test_conf_loads_and_is_consistent(conf, tokenizer, tmp_path, monkeypatch):
-    from unimo.finetune.run import DEFAULTS
-    from unimo.finetune.tasks import get_task_class
+    from unimo.finetune.run import load_run_config
 
     monkeypatch.chdir(REPO)  # paths in the YAML are relative to the repository root, where run.sh runs
     raw = load_config(str(conf))
-    task_cls = get_task_class(raw["task"])
-    cfg = load_config(str(conf), defaults={**DEFAULTS, **getattr(task_cls, "defaults", {})},
-                      extra_keys=[f"{s}_file" for s in raw.get("extra_eval_splits") or []])
+    task_cls, cfg = load_run_config(str(conf), {})
     assert (REPO / cfg["model_config"]).is_file(), f"{conf}: model_config {cfg['model_config']} missing"
     assert Path(cfg["model_config"]).parent == Path("model_files/config")
     for key in ("train_file", "dev_file"):
         assert cfg.get(key), f"{conf}: no {key}"
     assert cfg.get("output_dir") and cfg.get("data_dir") and cfg.get("dataset")
-    known = _finetune_string_constants() | PENDING_KEYS
-    unknown = sorted(k for k in cfg if k not in known and not k.endswith("_file"))
-    assert not unknown, f"{conf}: keys no fine-tuning module reads (typo?): {unknown}"
+    read = _names_read_in_src() | PENDING_KEYS
+    # split files are read as f"{split}_file"
+    unread = sorted(k for k in task_cls.config_class.field_types() if k not in read and not k.endswith("_file"))
+    assert not unread, f"{conf}: {task_cls.config_class.__name__} declares keys nothing reads: {unread}"
     for split in cfg.get("extra_eval_splits") or []:
         assert cfg.get(f"{split}_file"), f"{conf}: extra_eval_splits names {split} but has no {split}_file"
     # the task object accepts the config (metric names are checked there) and exposes the expected key metric

@@ -182,12 +182,10 @@ class CompactTokenizer:
 
 
 def _cfg(demo, **extra):
-    from unimo.finetune.run import DEFAULTS
-
-    return {**DEFAULTS, **ScstCaptionTask.defaults, "task": "img2txt_scst", "data_dir": str(demo / "coco"),
+    return ScstCaptionTask.config_class.from_values({"task": "img2txt_scst", "data_dir": str(demo / "coco"),
             "train_file": "captions_train.jsonl", "dev_file": "captions_val.jsonl",
             "feature_store": str(demo / "world" / "features" / "store"), "max_img_len": 37, "disable_tqdm": True,
-            "max_out_len": 20, "min_out_len": 3, "seed": 1, **extra}
+            "max_out_len": 20, "min_out_len": 3, "seed": 1, **extra})
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +213,10 @@ def test_task_reader_and_model(demo, compact, tiny_config, tmp_path):
     assert (model.sampling.max_out_len, model.sampling.min_out_len, model.sampling.eos_id) == (20, 3, SEP_ID)
     plain = ScstCaptionTask(_cfg(demo, do_train=False), compact, str(tmp_path)).build_model(config)
     assert type(plain) is UnimoForGeneration
-    with pytest.raises(ValueError, match="adv_steps"):
-        ScstCaptionTask(_cfg(demo, adv_steps=4), compact, str(tmp_path))
+    from unimo.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="adv_steps: img2txt_scst does not combine with VILLA"):
+        _cfg(demo, adv_steps=4)
     with pytest.raises(ValueError, match="scst_baseline"):
         ScstModel(plain, compact, model.cider, baseline="beam")
 
@@ -376,13 +376,11 @@ def test_run_py_end_to_end(demo, dict_dir, repo_root, tmp_path, monkeypatch):
 
 def test_scst_config_file(repo_root):
     """script/img2txt/coco_scst/conf.yaml: inherits the COCO settings, switches VILLA off, SCST settings present."""
-    from unimo.finetune.run import DEFAULTS
-    from unimo.utils.config import load_config
+    from unimo.finetune.run import load_run_config
 
-    cfg = load_config(str(repo_root / "script/img2txt/coco_scst/conf.yaml"),
-                      defaults={**DEFAULTS, **ScstCaptionTask.defaults})
+    task_cls, cfg = load_run_config(str(repo_root / "script/img2txt/coco_scst/conf.yaml"), {})
+    assert task_cls is ScstCaptionTask
     assert cfg["task"] == "img2txt_scst" and cfg["adv_steps"] == 0
     assert cfg["init_checkpoint"] == "output/img2txt/coco/best"
     assert cfg["learning_rate"] == pytest.approx(1e-6) and cfg["scst_samples"] == 5
     assert (cfg["max_img_len"], cfg["max_out_len"], cfg["min_out_len"], cfg["beam_size"]) == (101, 50, 5, 5)
-    assert set(ScstCaptionTask.defaults) <= set(cfg)

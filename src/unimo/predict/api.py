@@ -230,19 +230,24 @@ class _Predictor:
                                f"{CONFIG_NAME})")
         task_cls = get_task_class(self.task_name)
         raw = dict(task_config or {})
-        cfg: dict[str, Any] = {**task_cls.defaults, **raw}
-        unknown = sorted(k for k in settings if k not in cfg)
+        known = task_cls.config_class.field_types()
+        unknown = sorted(k for k in settings if k not in known)
         if unknown:
             raise TypeError(f"unknown setting(s) {', '.join(unknown)} for {type(self).__name__}; known: "
-                            f"{', '.join(sorted(task_cls.defaults))}")
-        cfg.update({k: v for k, v in settings.items() if v is not None})
+                            f"{', '.join(sorted(known))}")
+        # the training YAML's task keys (its file paths and split keys do not matter here), then the settings
+        values = {k: v for k, v in raw.items() if k in known}
+        values.update({k: v for k, v in settings.items() if v is not None})
         if max_img_len is None:  # the training YAML's value, else the model config's
             max_img_len = raw.get("max_img_len") or model.config.max_img_len
         bs = int(batch_size or self.default_batch_size)
         if bs < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        cfg.update(max_img_len=int(max_img_len), batch_size=bs, eval_batch_size=bs, score_batch_size=bs,
-                   disable_tqdm=not progress, feature_store=None)
+        values.update(task=raw.get("task") or self.task_name, do_train=False, max_img_len=int(max_img_len),
+                      batch_size=bs, eval_batch_size=bs, disable_tqdm=not progress, feature_store=None)
+        if "score_batch_size" in known:
+            values["score_batch_size"] = bs
+        cfg = task_cls.config_class.from_values(values)
         self.cfg, self.progress = cfg, progress
         self.task = task_cls(cfg, tokenizer, ".")
         # The task reads images through its ImageBatcher (built from cfg["feature_store"], a path); ours may be an

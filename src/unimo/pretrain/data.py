@@ -116,7 +116,8 @@ class PretrainDataConfig:
     stream_probs: Optional[dict[str, float]] = None  # mixing="sample"; default proportional to the per-item counts
     seed: int = 1
 
-    def validate(self) -> None:
+    def check(self) -> None:
+        """Raise ValueError listing every out-of-range value (the run config turns it into a ConfigError)."""
         problems = []
         for name in ("max_text_len", "max_caption_len", "max_img_len"):
             if int(getattr(self, name)) < 3:
@@ -504,7 +505,7 @@ class PretrainDataset(_DatasetBase):
                  text: Optional[TextCorpus] = None, images: Optional[ImageBatcher] = None,
                  image_ids: Optional[Sequence[str]] = None, pairs: Optional[PairCorpus] = None,
                  items_per_step: int = 1):
-        cfg.validate()
+        cfg.check()
         self.cfg, self.tokenizer = cfg, tokenizer
         self.num_items, self.items_per_step = int(num_items), max(1, int(items_per_step))
         self.text, self.images, self.image_ids, self.pairs = text, images, list(image_ids or []), pairs

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 import json
 import os
 import sys
@@ -27,31 +28,58 @@ from typing import Any, Optional
 import unimo  # noqa: F401  (CPU environment before paddle)
 
 from unimo.pretrain.data import STREAMS, PretrainDataConfig
+from unimo.training.config import ModelConfig, TrainingConfig
 
-_LOOP_KEYS = ("model_config", "init_checkpoint", "vocab_dir", "do_lower_case", "output_dir",
-              "resume_from_checkpoint", "hidden_dropout_prob", "attention_probs_dropout_prob", "epochs", "max_steps",
-              "batch_size", "eval_batch_size", "learning_rate", "warmup_ratio", "warmup_steps", "weight_decay",
-              "beta1", "beta2", "epsilon", "max_grad_norm", "gradient_accumulation_steps", "logging_steps",
-              "eval_steps", "save_steps", "save_total_limit", "seed", "amp", "amp_level", "recompute", "num_workers",
-              "disable_tqdm", "visualdl")
+@dataclass
+class PretrainConfig(TrainingConfig, ModelConfig, PretrainDataConfig):
+    """Every pre-training key: the shared loop and model concerns, the data concern (``PretrainDataConfig``: lengths,
+    masking, streams, CMCL sampling), the corpora and the loss weights declared here."""
 
+    # corpora (relative paths are resolved against data_dir)
+    data_dir: Optional[str] = None
+    text_corpus: Optional[str] = None
+    text_format: str = "line"  # line: one document per line; blank: documents separated by blank lines
+    image_store: Optional[str] = None
+    image_list: Optional[str] = None
+    pair_file: Optional[str] = None
+    eval_pairs_file: Optional[str] = None  # CMCL retrieval at each evaluation (eval_steps > 0)
+    skip_bad: bool = False
+    # None = the model config's value
+    txt_mask_ratio: Optional[float] = None
+    vl_mask_ratio: Optional[float] = None
+    image_predict_class: Optional[bool] = None
+    image_use_soft_label: Optional[bool] = None
+    image_predict_feature: Optional[bool] = None
+    # losses
+    cmcl_head: str = "fc"
+    cmcl_temperature: float = 0.07
+    cmcl_symmetric: bool = False
+    text_weight: float = 1.0
+    image_weight: float = 1.0
+    pair_weight: float = 1.0
+    cmcl_weight: float = 1.0
+    vl_weight: float = 1.0
+    mrfr_weight: Optional[float] = None
+    label_smoothing: float = 0.0
+    anchor_unused_parameters: bool = True
 
-def _defaults() -> dict[str, Any]:
-    from unimo.finetune.run import DEFAULTS as FINETUNE_DEFAULTS
+    def validate(self) -> None:
+        super().validate()
+        self.require(self.text_format in ("line", "blank"), "text_format", "must be line or blank")
+        for key in ("text_weight", "image_weight", "pair_weight", "cmcl_weight", "vl_weight", "label_smoothing"):
+            self.require(getattr(self, key) >= 0, key, "must be >= 0")
+        self.require(self.cmcl_temperature > 0, "cmcl_temperature", "must be > 0")
 
-    data = dataclasses.asdict(PretrainDataConfig())
-    # None = take the value of the model config (txt_mask_ratio, vl_mask_ratio, image_* fields)
-    data.update({"txt_mask_ratio": None, "vl_mask_ratio": None, "image_predict_class": None,
-                 "image_use_soft_label": None})
-    return {
-        **{k: FINETUNE_DEFAULTS[k] for k in _LOOP_KEYS},
-        "data_dir": None, "text_corpus": None, "text_format": "line", "image_store": None, "image_list": None,
-        "pair_file": None, "eval_pairs_file": None, "skip_bad": False,
-        **data,
-        "cmcl_head": "fc", "cmcl_temperature": 0.07, "cmcl_symmetric": False, "text_weight": 1.0,
-        "image_weight": 1.0, "pair_weight": 1.0, "cmcl_weight": 1.0, "vl_weight": 1.0, "mrfr_weight": None,
-        "image_predict_feature": None, "label_smoothing": 0.0, "anchor_unused_parameters": True,
-    }
+    TEXT_LENGTH_KEYS = ("max_text_len", "max_caption_len")
+
+    def check_files(self) -> None:
+        super().check_files()
+        from unimo.model.configuration import UnimoConfig
+
+        try:
+            data_config(self, UnimoConfig.from_json_file(self.model_config))
+        except ValueError as e:
+            raise self.error("data", str(e)) from None
 
 
 def _resolve(cfg: dict[str, Any], key: str) -> Optional[str]:
@@ -60,13 +88,13 @@ def _resolve(cfg: dict[str, Any], key: str) -> Optional[str]:
         return None
     path = str(path)
     if not os.path.isabs(path) and cfg.get("data_dir") and not os.path.exists(path):
-        path = os.path.join(str(cfg["data_dir"]), path)
+        path = os.path.join(str(cfg.data_dir), path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{key}: {path} does not exist")
     return path
 
 
-def data_config(cfg: dict[str, Any], model_config) -> PretrainDataConfig:
+def data_config(cfg: "PretrainConfig", model_config) -> PretrainDataConfig:
     fields = {f.name for f in dataclasses.fields(PretrainDataConfig)}
     values = {k: cfg[k] for k in fields if k in cfg}
     for key, fallback in (("txt_mask_ratio", model_config.txt_mask_ratio),
@@ -76,15 +104,15 @@ def data_config(cfg: dict[str, Any], model_config) -> PretrainDataConfig:
         if values.get(key) is None:
             values[key] = fallback
     data = PretrainDataConfig(**values)
-    data.validate()
+    data.check()
     return data
 
 
-def build(cfg: dict[str, Any]) -> dict[str, Any]:
+def build(cfg: "PretrainConfig") -> dict[str, Any]:
     """Everything a run needs: tokenizer, corpora, dataset, collator, model, training args, trainer."""
     import paddle
 
-    from unimo.finetune.trainer import make_training_args
+    from unimo.training.trainer import make_training_args
     from unimo.model.configuration import UnimoConfig
     from unimo.reader.features import FeatureStore
     from unimo.reader.image_batch import ImageBatcher
@@ -94,16 +122,16 @@ def build(cfg: dict[str, Any]) -> dict[str, Any]:
     from unimo.pretrain.model import UnimoForPretraining
 
     if cfg.get("eval_batch_size") is None:
-        cfg["eval_batch_size"] = cfg["batch_size"]
-    cfg["output_dir"] = cfg.get("output_dir") or os.path.join("output", "pretrain")
-    model_config = UnimoConfig.from_json_file(cfg["model_config"])
+        cfg.eval_batch_size = cfg.batch_size
+    cfg.output_dir = cfg.output_dir or os.path.join("output", "pretrain")
+    model_config = UnimoConfig.from_json_file(cfg.model_config)
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         if cfg.get(key) is not None:
             setattr(model_config, key, float(cfg[key]))
     dcfg = data_config(cfg, model_config)
-    tokenizer = UnimoTokenizer.from_pretrained(cfg["vocab_dir"], do_lower_case=bool(cfg["do_lower_case"]))
-    skip_bad = bool(cfg["skip_bad"])
-    progress = not bool(cfg["disable_tqdm"])
+    tokenizer = UnimoTokenizer.from_pretrained(cfg.vocab_dir, do_lower_case=bool(cfg.do_lower_case))
+    skip_bad = bool(cfg.skip_bad)
+    progress = not bool(cfg.disable_tqdm)
     summaries: dict[str, Any] = {}
 
     text = images = pairs = None
@@ -112,7 +140,7 @@ def build(cfg: dict[str, Any]) -> dict[str, Any]:
         path = _resolve(cfg, "text_corpus")
         if path is None:
             raise ValueError("text_per_item > 0 needs text_corpus (or set text_per_item: 0)")
-        text = TextCorpus(path, str(cfg["text_format"]), skip_bad=skip_bad, progress=progress)
+        text = TextCorpus(path, str(cfg.text_format), skip_bad=skip_bad, progress=progress)
         summaries["text"] = text.summary
     store_path = _resolve(cfg, "image_store")
     if dcfg.image_per_item or dcfg.pair_per_item:
@@ -134,28 +162,28 @@ def build(cfg: dict[str, Any]) -> dict[str, Any]:
         if s.get("skipped_total"):
             print(json.dumps({"skipped_bad_records": name, **{k: s[k] for k in ("skipped", "messages") if k in s}}))
 
-    training_args = make_training_args(cfg, cfg["output_dir"])
+    training_args = make_training_args(cfg, cfg.output_dir)
     world = int(getattr(training_args, "dataset_world_size", training_args.world_size))
-    items_per_step = int(cfg["batch_size"]) * int(cfg["gradient_accumulation_steps"]) * world
+    items_per_step = int(cfg.batch_size) * int(cfg.gradient_accumulation_steps) * world
     sizes = {"text": len(text) if text is not None else 0, "image": len(image_ids),
              "pair": len(pairs) if pairs is not None else 0}
     max_steps = int(cfg.get("max_steps") or -1)
     if max_steps <= 0:
-        max_steps = int(float(cfg["epochs"]) * steps_per_pass(sizes, dcfg, items_per_step))
+        max_steps = int(float(cfg.epochs) * steps_per_pass(sizes, dcfg, items_per_step))
     training_args.max_steps = max_steps  # the virtual epoch holds exactly max_steps global batches
     dataset = PretrainDataset(dcfg, tokenizer, max_steps * items_per_step, text=text, images=images,
                               image_ids=image_ids, pairs=pairs, items_per_step=items_per_step)
     collator = PretrainCollator(share_negatives=dcfg.cmcl_share_negatives)
 
     streams = [s for s in STREAMS if dcfg.per_item(s) > 0]
-    kwargs = dict(streams=streams, cmcl_head=cfg["cmcl_head"], cmcl_temperature=float(cfg["cmcl_temperature"]),
-                  cmcl_symmetric=bool(cfg["cmcl_symmetric"]), text_weight=float(cfg["text_weight"]),
-                  image_weight=float(cfg["image_weight"]), pair_weight=float(cfg["pair_weight"]),
-                  cmcl_weight=float(cfg["cmcl_weight"]), vl_weight=float(cfg["vl_weight"]),
-                  mrfr_weight=None if cfg["mrfr_weight"] is None else float(cfg["mrfr_weight"]),
-                  image_predict_feature=cfg["image_predict_feature"], image_predict_class=dcfg.image_predict_class,
-                  image_use_soft_label=dcfg.image_use_soft_label, label_smoothing=float(cfg["label_smoothing"]))
-    paddle.seed(int(cfg["seed"]))
+    kwargs = dict(streams=streams, cmcl_head=cfg.cmcl_head, cmcl_temperature=float(cfg.cmcl_temperature),
+                  cmcl_symmetric=bool(cfg.cmcl_symmetric), text_weight=float(cfg.text_weight),
+                  image_weight=float(cfg.image_weight), pair_weight=float(cfg.pair_weight),
+                  cmcl_weight=float(cfg.cmcl_weight), vl_weight=float(cfg.vl_weight),
+                  mrfr_weight=None if cfg.mrfr_weight is None else float(cfg.mrfr_weight),
+                  image_predict_feature=cfg.image_predict_feature, image_predict_class=dcfg.image_predict_class,
+                  image_use_soft_label=dcfg.image_use_soft_label, label_smoothing=float(cfg.label_smoothing))
+    paddle.seed(int(cfg.seed))
     init = cfg.get("init_checkpoint")
     if init:
         model = UnimoForPretraining.from_pretrained(init, config=model_config, **kwargs)
@@ -163,16 +191,16 @@ def build(cfg: dict[str, Any]) -> dict[str, Any]:
                           "unused_in_checkpoint": model.load_report.unexpected}))
     else:
         model = UnimoForPretraining(model_config, **kwargs)
-    model.anchor_unused = bool(cfg["anchor_unused_parameters"])
+    model.anchor_unused = bool(cfg.anchor_unused_parameters)
 
     evaluate_fn = None
     eval_pairs = _resolve(cfg, "eval_pairs_file")
     if eval_pairs and int(cfg.get("eval_steps") or 0) > 0:
         if images is None:
             raise ValueError("eval_pairs_file needs image_store")
-        evaluate_fn = _retrieval_fn(eval_pairs, images, tokenizer, dcfg.max_caption_len, int(cfg["eval_batch_size"]))
+        evaluate_fn = _retrieval_fn(eval_pairs, images, tokenizer, dcfg.max_caption_len, int(cfg.eval_batch_size))
     trainer = pretrain_trainer_class()(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
-                              evaluate_fn=evaluate_fn, key_metric=None, visualdl=bool(cfg["visualdl"]))
+                              evaluate_fn=evaluate_fn, key_metric=None, visualdl=bool(cfg.visualdl))
     return {"cfg": cfg, "data_config": dcfg, "tokenizer": tokenizer, "images": images, "dataset": dataset,
             "collator": collator, "model": model, "trainer": trainer, "training_args": training_args,
             "summaries": summaries, "eval_pairs": eval_pairs, "items_per_step": items_per_step}
@@ -191,7 +219,7 @@ def pretrain_trainer_class():
         return _TRAINER_CLASS
     from paddlenlp.utils.batch_sampler import DistributedBatchSampler as NlpDistributedBatchSampler
 
-    from unimo.finetune.trainer import UnimoTrainer
+    from unimo.training.trainer import UnimoTrainer
 
     class PretrainTrainer(UnimoTrainer):
 
@@ -232,22 +260,22 @@ def loss_history(log_history: list[dict[str, Any]]) -> dict[str, dict[str, float
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
-    from unimo.utils.config import load_config, parse_overrides
+    from unimo.utils.config import parse_overrides
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pre-training YAML (script/pretrain/<corpus>/conf.yaml)")
     args, rest = parser.parse_known_args(argv)
-    defaults = _defaults()
-    cfg = load_config(args.config, parse_overrides(rest), defaults=defaults)
+    cfg = PretrainConfig.load(args.config, parse_overrides(rest))
+    cfg.check_init_checkpoint()
     parts = build(cfg)
     trainer, model, cfg = parts["trainer"], parts["model"], parts["cfg"]
     started = time.time()
-    trainer.train(resume_from_checkpoint=cfg["resume_from_checkpoint"])
+    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     results: dict[str, Any] = {}
     if trainer.args.process_index == 0:
         import paddle
 
-        output_dir = cfg["output_dir"]
+        output_dir = cfg.output_dir
         final_dir = os.path.join(output_dir, "final")
         model.save_pretrained(final_dir)
         retrieval = None
@@ -256,13 +284,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
             with paddle.no_grad():
                 retrieval = cmcl_retrieval(model, parts["eval_pairs"], parts["images"], parts["tokenizer"],
-                                           parts["data_config"].max_caption_len, int(cfg["eval_batch_size"]))
+                                           parts["data_config"].max_caption_len, int(cfg.eval_batch_size))
         results = {
             "final_checkpoint": final_dir, "max_steps": trainer.args.max_steps,
             "global_batch_items": parts["items_per_step"], "world_size": trainer.args.world_size,
             "streams": model.streams, "losses": loss_history(trainer.state.log_history),
             "retrieval": retrieval, "eval_history": trainer.eval_history, "data": parts["summaries"],
-            "train_seconds": round(time.time() - started, 1), "config": cfg,
+            "train_seconds": round(time.time() - started, 1), "config": cfg.to_dict(),
         }
         path = os.path.join(output_dir, "results.json")
         with open(path + ".tmp", "w", encoding="utf-8") as f:

@@ -10,6 +10,7 @@ import paddle
 
 from ...model.configuration import UnimoConfig
 from ...tokenizer import UnimoTokenizer
+from ..config import FinetuneConfig
 
 
 class ListDataset(paddle.io.Dataset):
@@ -37,8 +38,9 @@ class Task:
     name = "task"
     key_metric = "loss"
     greater_is_better = True
+    config_class: type[FinetuneConfig] = FinetuneConfig  # the task's typed configuration (its keys and defaults)
 
-    def __init__(self, cfg: dict[str, Any], tokenizer: UnimoTokenizer, output_dir: str):
+    def __init__(self, cfg: FinetuneConfig, tokenizer: UnimoTokenizer, output_dir: str):
         self.cfg, self.tokenizer, self.output_dir = cfg, tokenizer, output_dir
 
     # -- data

@@ -7,20 +7,34 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import paddle
 
 from ...model.modeling import UnimoForSequenceClassification
 from ...reader.datasets import load_examples
+from ..config import FinetuneConfig
 from .base import Task, pad_2d
+
+METRICS = ("acc", "mcc", "f1", "pearson_spearman")
+
+
+@dataclass
+class ClassificationConfig(FinetuneConfig):
+    labels: Optional[list[Any]] = None  # label names in head order (else <train dir>/labels.json)
+    max_seq_len: int = 512
+    metric: Optional[str] = None  # acc | mcc | f1 | pearson_spearman (default: acc; regression: pearson_spearman)
+
+    def validate(self) -> None:
+        super().validate()
+        self.require(self.metric is None or self.metric in METRICS, "metric", f"must be one of {', '.join(METRICS)}")
 
 
 class ClassificationTask(Task):
     name = "classification"
-    # labels: the label names in head order (else <train dir>/labels.json); metric: acc | mcc | f1 | pearson_spearman
-    defaults = {"labels": None, "max_seq_len": 512, "metric": None}
+    config_class = ClassificationConfig
 
     def __init__(self, cfg: dict[str, Any], tokenizer, output_dir: str):
         super().__init__(cfg, tokenizer, output_dir)

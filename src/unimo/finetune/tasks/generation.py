@@ -8,7 +8,8 @@ Decoding: beam search with the official settings (``unimo.generation``), EOS [MA
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -18,8 +19,11 @@ from ...generation import BeamSearchConfig, beam_search, ids_to_text
 from ...model.modeling import UnimoForGeneration
 from ...reader.datasets import load_examples
 from ...tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from ..config import DecodingConfig, FinetuneConfig
 from .base import Task, pad_2d
-from .multimodal import MultimodalTask
+from .multimodal import MultimodalConfig, MultimodalTask
+
+SEQ2SEQ_METRICS = {"rouge": "rouge-l", "rouge_cnndm": "rouge-l", "qg": "Bleu_4", "coqa": "f1"}
 
 DECODE_KEYS = ("beam_size", "max_out_len", "min_out_len", "length_penalty", "trigram_blocking")
 
@@ -40,18 +44,33 @@ def _pack_targets(examples: Sequence[dict], prefix_lens: Sequence[int], width: i
     return np.array(labels, np.int64), np.array(positions, np.int64)
 
 
+@dataclass
+class Seq2SeqConfig(FinetuneConfig, DecodingConfig):
+    max_src_len: int = 512
+    max_tgt_len: int = 128
+    label_smoothing: float = 0.1
+    metric: str = "rouge"  # rouge | rouge_cnndm | qg | coqa
+    max_eval_examples: Optional[int] = None  # the first N dev/test examples (CPU-sized evaluation)
+    role_type_size: int = 3  # dialog (official CoQA reader)
+    turn_type_size: int = 16
+    max_turns: int = 15
+
+    def validate(self) -> None:
+        super().validate()
+        self.require(self.metric in SEQ2SEQ_METRICS, "metric", f"must be one of {', '.join(SEQ2SEQ_METRICS)}")
+        self.require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+        self.require(self.max_turns >= 1, "max_turns", "must be >= 1")
+
+
 class Seq2SeqTask(Task):
     name = "seq2seq"
-    defaults = {"max_src_len": 512, "max_tgt_len": 128, "label_smoothing": 0.1, "metric": "rouge",
-                "beam_size": 5, "max_out_len": 64, "min_out_len": 0, "length_penalty": 0.0,
-                "trigram_blocking": False, "max_eval_examples": None, "role_type_size": 3, "turn_type_size": 16,
-                "max_turns": 15}
+    config_class = Seq2SeqConfig
 
     def __init__(self, cfg, tokenizer, output_dir):
         super().__init__(cfg, tokenizer, output_dir)
         self.dialog = cfg.get("task") == "dialog"
         self.metric = cfg["metric"]
-        self.key_metric = {"rouge": "rouge-l", "rouge_cnndm": "rouge-l", "qg": "Bleu_4", "coqa": "f1"}[self.metric]
+        self.key_metric = SEQ2SEQ_METRICS[self.metric]
 
     # -- reader
     def _segments(self, ex: dict) -> tuple[list[list[int]], list[int], list[int]]:
@@ -164,14 +183,35 @@ class Seq2SeqTask(Task):
         return {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+@dataclass
+class CaptionConfig(MultimodalConfig, DecodingConfig):
+    """Official COCO captioning values (``script/img2txt/coco``): beam 5, 5-50 tokens, length penalty 0.6."""
+
+    max_tgt_len: int = 50
+    max_obj_len: int = 100
+    object_tags: bool = False
+    label_smoothing: float = 0.1
+    max_out_len: int = 50
+    min_out_len: int = 5
+    length_penalty: float = 0.6
+    max_eval_images: Optional[int] = None
+
+    def validate(self) -> None:
+        super().validate()
+        self.require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+        self.require(self.max_obj_len >= 0, "max_obj_len", "must be >= 0")
+        # the official object-tag input (coco_object_*.ids, spec section 3) is not read yet: refuse rather than
+        # train without the tags the key asks for
+        self.require(not self.object_tags, "object_tags", "object-tag input is not implemented yet (issue 17)",
+                     "set object_tags: false")
+
+
 class CaptionTask(MultimodalTask):
     """COCO captioning: [image ; object tags ; caption], image-to-text mask, EOS [SEP]; CIDEr-D as key metric."""
 
     name = "img2txt"
     key_metric = "CIDEr-D"
-    defaults = {**MultimodalTask.defaults, "max_tgt_len": 50, "max_obj_len": 100, "object_tags": False,
-                "label_smoothing": 0.1, "beam_size": 5, "max_out_len": 50, "min_out_len": 5, "length_penalty": 0.6,
-                "trigram_blocking": False, "max_eval_images": None}
+    config_class = CaptionConfig
 
     def load(self, split: str) -> list[dict[str, Any]]:
         out = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -14,14 +15,36 @@ from ...model.modeling import UnimoForRetrieval, UnimoForVisualEntailment, Unimo
 from ...reader.datasets import load_examples
 from ...reader.image_batch import ImageBatcher
 from ...tokenizer import CLS_ID, PAD_ID, SEP_ID
+from ..config import FinetuneConfig
 from .base import Task, pad_2d
+
+
+@dataclass
+class MultimodalConfig(FinetuneConfig):
+    """The image side (official ``--max_img_len`` etc.: BUTD features, 10-100 boxes by confidence) + the text length."""
+
+    feature_store: Optional[str] = None  # python -m preprocess.features convert ... --output STORE
+    max_img_len: int = 101  # image rows incl. the global [IMG] row
+    max_seq_len: int = 512
+    conf_threshold: Optional[float] = None
+    min_boxes: int = 10
+    max_boxes: int = 100
+    fixed_boxes: Optional[int] = None
+    shuffled_image_control: bool = False  # also evaluate with images shuffled across examples (a blind baseline)
+
+    def validate(self) -> None:
+        super().validate()
+        self.require(self.max_img_len >= 1, "max_img_len", "must be >= 1")
+        self.require(1 <= self.min_boxes <= self.max_boxes, "min_boxes", "must be in [1, max_boxes]")
+        self.require(self.fixed_boxes is None or self.fixed_boxes >= 1, "fixed_boxes", "must be >= 1")
+        self.require(self.conf_threshold is None or 0.0 <= self.conf_threshold <= 1.0, "conf_threshold",
+                     "must be in [0, 1]")
 
 
 class MultimodalTask(Task):
     """Shared reader half: text ``[CLS] ... [SEP]`` after the image rows, mask = outer(valid image ; valid text)."""
 
-    defaults = {"feature_store": None, "max_img_len": 101, "max_seq_len": 512, "conf_threshold": None,
-                "min_boxes": 10, "max_boxes": 100, "fixed_boxes": None, "shuffled_image_control": False}
+    config_class = MultimodalConfig
 
     def __init__(self, cfg: dict[str, Any], tokenizer, output_dir: str):
         super().__init__(cfg, tokenizer, output_dir)
@@ -129,10 +152,16 @@ class VisualEntailmentTask(MultimodalTask):
 
 
 # ------------------------------------------------------------------------------------------------------- VQA v2
+@dataclass
+class VQAConfig(MultimodalConfig):
+    answer_vocab: Optional[str] = None  # default <train dir>/answer_vocab.json
+    max_seq_len: int = 40
+
+
 class VQATask(MultimodalTask):
     name = "vqa"
     key_metric = "vqa_acc"
-    defaults = {**MultimodalTask.defaults, "answer_vocab": None, "max_seq_len": 40}
+    config_class = VQAConfig
 
     @property
     def answer_vocab_path(self) -> str:
@@ -223,14 +252,29 @@ class VQATask(MultimodalTask):
 
 
 # ------------------------------------------------------------------------------------------------------- Retrieval
+@dataclass
+class RetrievalConfig(MultimodalConfig):
+    negative_images: int = 10  # per training group (official)
+    negative_captions: int = 10
+    margin: float = 0.2  # circle loss (official)
+    scale: float = 1.0
+    score_batch_size: int = 128
+    max_eval_images: Optional[int] = None  # the first N images and their captions (CPU-sized evaluation)
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("negative_images", "negative_captions"):
+            self.require(getattr(self, key) >= 0, key, "must be >= 0")
+        self.require(self.score_batch_size >= 1, "score_batch_size", "must be >= 1")
+
+
 class RetrievalTask(MultimodalTask):
     """Flickr30k: training groups of 1 positive + 10 negative images (same caption) + 10 negative captions (same
     image), official circle loss; evaluation scores every caption against every image."""
 
     name = "retrieval"
     key_metric = "avg_recall@1"
-    defaults = {**MultimodalTask.defaults, "negative_images": 10, "negative_captions": 10, "margin": 0.2,
-                "scale": 1.0, "score_batch_size": 128, "max_eval_images": None}
+    config_class = RetrievalConfig
 
     def _load_images(self, split: str) -> list[dict[str, Any]]:
         out = []

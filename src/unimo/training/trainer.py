@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional
 import paddle
 from paddlenlp.trainer import Trainer, TrainingArguments
 
+from .config import TrainingConfig
+
 
 def official_lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak LR at ``step`` (official ``linear_warmup_decay``)."""
@@ -71,16 +73,22 @@ class UnimoTrainer(Trainer):
 
     # -------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False):
+        """The model's loss. Task models return an output dataclass (``.loss``; ``.loss_parts``, a dict of named
+        losses, is averaged per name over the logging interval and logged); pre-training and wrappers may return
+        ``(loss, {"name": tensor})``."""
         outputs = model(**inputs)
+        parts = None
         if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
             loss, parts = outputs
-            for name, value in parts.items():  # averaged per name: a part may come from only some steps
-                self._loss_parts[name] = self._loss_parts.get(name, 0.0) + float(value)
-                self._loss_part_counts[name] = self._loss_part_counts.get(name, 0) + 1
         elif isinstance(outputs, tuple):
             loss = outputs[0]
+        elif hasattr(outputs, "loss"):
+            loss, parts = outputs.loss, getattr(outputs, "loss_parts", None)
         else:
             loss = outputs
+        for name, value in (parts or {}).items():  # averaged per name: a part may come from only some steps
+            self._loss_parts[name] = self._loss_parts.get(name, 0.0) + float(value)
+            self._loss_part_counts[name] = self._loss_part_counts.get(name, 0) + 1
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], **kwargs: Any) -> None:
@@ -134,39 +142,38 @@ class UnimoTrainer(Trainer):
         return metrics
 
 
-def make_training_args(cfg: dict[str, Any], output_dir: str) -> TrainingArguments:
-    """Map the task YAML onto ``TrainingArguments`` (names follow the official run scripts where they exist)."""
-    eval_steps = int(cfg.get("eval_steps") or 0)
+def make_training_args(cfg: TrainingConfig, output_dir: str) -> TrainingArguments:
+    """Map the run configuration onto ``TrainingArguments`` (names follow the official run scripts where they exist)."""
     on_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    amp = str(cfg.get("amp", "none")).lower() if on_gpu else "none"  # AMP is a GPU feature (no CPU kernels)
+    amp = cfg.amp if on_gpu else "none"  # AMP is a GPU feature (no CPU kernels)
     return TrainingArguments(
         output_dir=output_dir,
-        per_device_train_batch_size=int(cfg["batch_size"]),
-        per_device_eval_batch_size=int(cfg.get("eval_batch_size", cfg["batch_size"])),
-        gradient_accumulation_steps=int(cfg.get("gradient_accumulation_steps", 1)),
-        num_train_epochs=float(cfg.get("epochs", 1)),
-        max_steps=int(cfg.get("max_steps", -1) or -1),
-        learning_rate=float(cfg["learning_rate"]),
-        warmup_ratio=float(cfg.get("warmup_ratio", 0.0)),
-        warmup_steps=int(cfg.get("warmup_steps", 0)),
-        weight_decay=float(cfg.get("weight_decay", 0.0)),
-        adam_beta1=float(cfg.get("beta1", 0.9)),
-        adam_beta2=float(cfg.get("beta2", 0.98)),
-        adam_epsilon=float(cfg.get("epsilon", 1e-6)),
-        max_grad_norm=float(cfg.get("max_grad_norm", 1.0)),
-        logging_steps=int(cfg.get("logging_steps", 10)),
-        evaluation_strategy="steps" if eval_steps > 0 else ("epoch" if cfg.get("eval_each_epoch") else "no"),
-        eval_steps=eval_steps or None,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        adam_beta1=cfg.beta1,
+        adam_beta2=cfg.beta2,
+        adam_epsilon=cfg.epsilon,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        evaluation_strategy="steps" if cfg.eval_steps > 0 else ("epoch" if cfg.eval_each_epoch else "no"),
+        eval_steps=cfg.eval_steps or None,
         save_strategy="steps",
-        save_steps=int(cfg.get("save_steps", 1000)),
-        save_total_limit=int(cfg.get("save_total_limit", 2)),
-        seed=int(cfg.get("seed", 1)),
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
         fp16=amp == "fp16",
         bf16=amp == "bf16",
-        fp16_opt_level=str(cfg.get("amp_level", "O1")),
-        recompute=bool(cfg.get("recompute", False)),
-        dataloader_num_workers=int(cfg.get("num_workers", 0)),
-        disable_tqdm=bool(cfg.get("disable_tqdm", False)),
+        fp16_opt_level=cfg.amp_level,
+        recompute=cfg.recompute,
+        dataloader_num_workers=cfg.num_workers,
+        disable_tqdm=cfg.disable_tqdm,
         # PaddleNLP's VisualDL callback crashes on boolean hparams with the pinned protobuf; UnimoTrainer.log writes
         # scalars to VisualDL itself instead.
         report_to=["none"],
