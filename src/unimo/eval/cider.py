@@ -8,6 +8,7 @@ from collections import Counter, OrderedDict
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 _MAX_KEY_BASE = 55108  # base ** 4 must fit in int64: 55108 ** 4 < 2 ** 63
 
