@@ -9,6 +9,9 @@ What we add to PaddleNLP's loop, and why:
   with best-checkpoint selection by the task's key metric (saved to ``<output_dir>/best``);
 * per-loss logging: models may return ``(loss, {"name": tensor, ...})`` and each named loss is averaged over the
   logging interval and written, with the Trainer's own logs, to ``<output_dir>/train_log.jsonl``.
+* data-loading errors end the run at once (:class:`GuardedCollator`): Paddle's DataLoader hangs forever when the
+  collate function raises in its prefetch thread (``num_workers: 0``) and reports a worker's exception as
+  "Blocking queue is killed" otherwise;
 Everything else (fleet data parallel, gradient accumulation, AMP on GPU, exact resume incl. RNG and data position,
 checkpoint rotation, tqdm) is PaddleNLP's.
 """
@@ -16,12 +19,47 @@ from __future__ import annotations
 
 import json
 import os
+import traceback
 from typing import Any, Callable, Optional
 
+import numpy as np
 import paddle
 from paddlenlp.trainer import Trainer, TrainingArguments
 
+from ..utils.errors import UserError
 from .config import TrainingConfig
+
+LOADER_ERROR_KEY = "__unimo_loader_error__"
+
+
+class GuardedCollator:
+    """A collate function that cannot hang the loader: an exception is caught where it happens (the loader's
+    prefetch thread or a worker process) and returned as a one-key batch carrying its message, which the training
+    step re-raises in the main process (:func:`raise_loader_error`) - a user error (bad record) as the same one-line
+    error, anything else with its traceback."""
+
+    def __init__(self, collate: Callable[[Any], Any]):
+        self.collate = collate
+
+    def __call__(self, examples: Any) -> Any:
+        try:
+            return self.collate(examples)
+        except Exception as e:  # noqa: BLE001 - carried to the main process and re-raised there
+            user = isinstance(e, UserError)
+            payload = json.dumps({"user": user, "message": str(e) if user else traceback.format_exc()})
+            return {LOADER_ERROR_KEY: np.frombuffer(payload.encode("utf-8"), dtype=np.uint8).copy()}
+
+
+def raise_loader_error(inputs: Any) -> None:
+    """Re-raise the error a :class:`GuardedCollator` put into ``inputs`` (no-op for a normal batch)."""
+    if not isinstance(inputs, dict) or LOADER_ERROR_KEY not in inputs:
+        return
+    value = inputs[LOADER_ERROR_KEY]
+    raw = value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
+    payload = json.loads(raw.astype(np.uint8).tobytes().decode("utf-8"))
+    if payload["user"]:
+        raise UserError(payload["message"])
+    raise RuntimeError("data loading failed:\n" + payload["message"])
 
 
 def official_lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -53,6 +91,12 @@ class UnimoTrainer(Trainer):
         self._loss_part_counts: dict[str, int] = {}
         # VisualDL scalars (the `visualdl` config key; UNIMO_VISUALDL=0 switches them off for every run)
         self._vdl = None if visualdl and os.environ.get("UNIMO_VISUALDL", "1") != "0" else False
+        if self.data_collator is not None and not isinstance(self.data_collator, GuardedCollator):
+            self.data_collator = GuardedCollator(self.data_collator)
+
+    def training_step(self, model, inputs):
+        raise_loader_error(inputs)
+        return super().training_step(model, inputs)
 
     # -------------------------------------------------------------- optimisation
     def create_scheduler(self, num_training_steps: int):
