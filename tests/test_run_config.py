@@ -190,3 +190,67 @@ def test_store_dimension_mismatch_names_both_sizes(tmp_path):
     errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
     assert len(errors) == 1 and f"has 16-d region features but the model config" in errors[0] \
         and f"image_embedding_size {tiny}" in errors[0] and "feature_store" in errors[0], errors
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints, heads
+def test_missing_init_checkpoint_names_the_download_and_convert_commands(tmp_path):
+    proc = _run(tmp_path, SST2, "init_checkpoint=model_files/no_such_checkpoint")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    assert errors[0].startswith("unimo.finetune: error: command line: init_checkpoint: checkpoint directory not "
+                                "found: model_files/no_such_checkpoint (get it with "
+                                "`bash model_files/download_unimo_base_en.sh`")
+    assert "script/convert/legacy.sh" in errors[0] and "init_checkpoint=null" in errors[0]
+    # each command the hint names exists
+    assert (REPO / "model_files/download_unimo_base_en.sh").is_file() and (REPO / "script/convert/legacy.sh").is_file()
+
+
+def _classification_conf(tmp_path: Path, labels: str, train_labels: list[str]) -> Path:
+    import json
+
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    rows = [{"text_a": f"sentence number {i}", "label": lab} for i, lab in enumerate(train_labels)]
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    conf = tmp_path / "cls.yaml"
+    conf.write_text(f"task: classification\nmodel_config: {REPO / 'model_files/config/unimo_tiny_en.json'}\n"
+                    f"vocab_dir: {REPO.parent / 'shared/data/unimo_dict'}\ndata_dir: {data}\n"
+                    f"train_file: train.jsonl\nlabels: {labels}\nbatch_size: 2\nmax_steps: 1\nmax_seq_len: 16\n"
+                    "disable_tqdm: true\ndo_eval: false\n", encoding="utf-8")
+    return conf
+
+
+def test_task_checkpoint_with_another_head_size_is_refused(tmp_path):
+    """A 3-label checkpoint (e.g. MNLI's) as init_checkpoint of a 2-label run: its head would be dropped and a
+    fresh one trained without a word; refused before the model is built."""
+    import paddle
+
+    from unimo.finetune.run import main
+    from unimo.model.configuration import UnimoConfig
+    from unimo.model.modeling import UnimoForSequenceClassification
+
+    ckpt = tmp_path / "mnli_like"
+    paddle.seed(0)
+    UnimoForSequenceClassification(UnimoConfig.from_json_file(str(REPO / "model_files/config/unimo_tiny_en.json")),
+                                   num_labels=3).save_pretrained(str(ckpt))
+    conf = _classification_conf(tmp_path, "[neg, pos]", ["neg", "pos", "pos"])
+    with pytest.raises(ConfigError) as caught:
+        main(["--config", str(conf), f"init_checkpoint={ckpt}", f"output_dir={tmp_path / 'out'}"])
+    assert str(caught.value) == (
+        f"{conf}: init_checkpoint: the checkpoint {ckpt} is a UnimoForSequenceClassification with 3 labels, this run "
+        "has 2 (start from the pre-trained backbone, or use the label list / answer vocabulary the checkpoint was "
+        "trained with)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_outside_the_label_list_is_a_data_error(tmp_path):
+    from unimo.finetune.run import main
+
+    conf = _classification_conf(tmp_path, "[neg, pos]", ["neg", "pos", "neutral", "pos"])
+    with pytest.raises(DataError) as caught:
+        main(["--config", str(conf), f"output_dir={tmp_path / 'out'}"])
+    assert str(caught.value) == (f"{tmp_path / 'data' / 'train.jsonl'}: field 'label': example 3: 'neutral' is not "
+                                 "one of the run's labels ['neg', 'pos'] (set `labels` in the config or fix "
+                                 "<train dir>/labels.json)")
+    assert not (tmp_path / "out").exists()

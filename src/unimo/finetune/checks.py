@@ -1,11 +1,14 @@
 """Fail-fast data checks of a fine-tuning run, before the model is built: every split that the run will read is
 loaded, every ``image_id`` it references is looked up in the feature store, and the store's feature dimension is
-compared with the model's ``image_embedding_size``. A fault is one :class:`~unimo.utils.errors.UserError` naming
+compared with the model's ``image_embedding_size``; a task checkpoint given as ``init_checkpoint`` must have the head
+size this run builds (labels, answer vocabulary), and every classification label must be one of the run's labels.
+A fault is one :class:`~unimo.utils.errors.UserError` naming
 the file, line and field - never a KeyError in a DataLoader thread in the middle of training, nor a matmul shape
 error inside Paddle at the first step."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Optional
 
 from ..reader.datasets import iter_lines, load_examples
@@ -75,4 +78,46 @@ def check_multimodal_data(task: Any, cfg: dict[str, Any], model_config: Any, con
                                 f"{image_id!r} is not in the feature store {store.path}", "unknown_image",
                                 hint="convert its features into the store, or remove the record")
         checked[split] = len(ids)
+    return checked
+
+
+# task class name -> (task model class, its head-size init kwarg, the run's head size)
+_HEADS = {
+    "ClassificationTask": ("UnimoForSequenceClassification", "num_labels", lambda task: task.num_labels),
+    "VQATask": ("UnimoForVQA", "num_answers", lambda task: len(task.answers)),
+}
+
+
+def check_heads(task: Any, cfg: Any, config_path: str) -> dict[str, Any]:
+    """The head this run builds against a task checkpoint of the same architecture given as ``init_checkpoint``
+    (a 3-label MNLI head cannot start a 2-label SST-2 run: the checkpoint's head would be dropped silently), and, for
+    classification, every label of every split used against the label list. Returns what was checked."""
+    from ..model.configuration import CONFIG_NAME, UnimoConfig
+
+    name = type(task).__name__
+    if name not in _HEADS:
+        return {}
+    architecture, kwarg, size_of = _HEADS[name]
+    size = int(size_of(task))
+    checked: dict[str, Any] = {kwarg: size}
+    init = cfg.init_checkpoint
+    if init and os.path.isfile(os.path.join(init, CONFIG_NAME)):
+        saved = UnimoConfig.from_pretrained(init).extra
+        saved_size = (saved.get("init_kwargs") or {}).get(kwarg)
+        if saved.get("architecture") == architecture and saved_size is not None and int(saved_size) != size:
+            what = "labels" if kwarg == "num_labels" else "answers"
+            raise ConfigError(f"the checkpoint {init} is a {architecture} with {saved_size} {what}, this run has "
+                              f"{size}", file=config_path, field="init_checkpoint",
+                              hint="start from the pre-trained backbone, or use the label list / answer vocabulary "
+                                   "the checkpoint was trained with")
+    if name == "ClassificationTask" and not task.regression:
+        labels = set(task.labels)
+        for split in splits_in_use(task, cfg):
+            path = task.data_path(split)
+            for n, ex in enumerate(load_examples(path, "classification"), start=1):
+                label = ex.get("label")
+                if label is not None and label != "" and str(label) not in labels:
+                    raise DataError(path, None, "label", f"example {n}: {label!r} is not one of the run's labels "
+                                    f"{task.labels}", "unknown_label",
+                                    hint="set `labels` in the config or fix <train dir>/labels.json")
     return checked

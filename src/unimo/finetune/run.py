@@ -66,10 +66,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if getattr(cfg, key) is not None:
             setattr(model_config, key, getattr(cfg, key))
     task = task_cls(cfg, tokenizer, output_dir)
-    from unimo.finetune.checks import check_multimodal_data
+    from unimo.finetune.checks import check_heads, check_multimodal_data
 
     # every split the run reads, against the feature store and the model config, before the model is built
     data_checked = check_multimodal_data(task, cfg, model_config, args.config)
+    data_checked.update(check_heads(task, cfg, args.config))
     training_args = make_training_args(cfg, output_dir)
     paddle.seed(cfg.seed)
     model = task.build_model(model_config)
