@@ -72,3 +72,32 @@ def test_root_packages_imported_by_unimo_are_packaged():
     subpackages = {str(p.parent.relative_to(REPO)).replace("/", ".") for p in (REPO / "preprocess").rglob("__init__.py")}
     assert subpackages <= packaged, sorted(subpackages - packaged)
     assert sys.version_info >= (3, 11)  # tomllib
+
+
+def test_one_task_registry_names_everything():
+    """unimo.registry is the one table of task names: every entry resolves to a task class with a typed config,
+    a reader kind the reader knows, a converter head, a model class, and (when set) a predict command."""
+    from unimo import registry
+    from unimo.convert.names import TASKS as CONVERTER_HEADS
+    from unimo.model import modeling
+    from unimo.reader.datasets import TASKS as READER_KINDS
+    from unimo.utils.config import ConfigBase
+
+    names = registry.task_names()
+    assert set(names) == {"classification", "regression", "visual_entailment", "vqa", "retrieval", "seq2seq",
+                          "dialog", "img2txt", "img2txt_scst"}
+    for name in names:
+        spec = registry.get_spec(name)
+        cls = registry.get_task_class(name)
+        assert issubclass(cls.config_class, ConfigBase), name
+        assert spec.reader_kind in READER_KINDS, name
+        assert spec.head in CONVERTER_HEADS, name
+        assert isinstance(getattr(modeling, spec.model_class), type), name
+        assert spec.multimodal == ("feature_store" in cls.config_class.field_types()), name
+    assert set(CONVERTER_HEADS) == {"backbone"} | {registry.get_spec(n).head for n in names}
+    commands = {registry.get_spec(n).predict_command for n in names} - {None}
+    assert commands == {"caption", "vqa", "ve", "retrieve"}
+    import pytest as _pytest
+
+    with _pytest.raises(KeyError, match="unknown task 'img2text'; known: classification"):
+        registry.get_task_class("img2text")

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from ..model.configuration import UnimoConfig
+from ..registry import converter_heads
 
-TASKS = ("backbone", "generation", "classification", "regression", "ve", "retrieval", "vqa")
+TASKS = converter_heads()  # the model a converted checkpoint is built as (unimo.registry's head names)
 
 # Persistables that are not weights: each is reported with the pattern that matched it, never dropped silently.
 IGNORE_PATTERNS: tuple[tuple[str, str], ...] = (

@@ -12,11 +12,8 @@ import os
 from typing import Any, Optional
 
 from ..reader.datasets import iter_lines, load_examples
+from ..registry import get_spec
 from ..utils.errors import ConfigError, DataError
-
-# task class name -> example kind of unimo.reader.datasets
-_KINDS = {"VisualEntailmentTask": "ve", "VQATask": "vqa", "CaptionTask": "caption", "ScstCaptionTask": "caption",
-          "RetrievalTask": "retrieval"}
 
 
 def splits_in_use(task: Any, cfg: dict[str, Any]) -> list[str]:
@@ -55,9 +52,10 @@ def _line_of(path: str, image_id: str) -> Optional[int]:
 def check_multimodal_data(task: Any, cfg: dict[str, Any], model_config: Any, config_path: str) -> dict[str, int]:
     """Check the feature store against the model config and every split's image ids against the store.
     Returns {split: number of image references checked}."""
-    kind = _KINDS.get(type(task).__name__)
-    if kind is None:
+    spec = get_spec(cfg.task)
+    if not spec.multimodal:
         return {}
+    kind = spec.reader_kind
     try:
         images = task.images  # opens the store
     except KeyError as e:

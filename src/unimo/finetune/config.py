@@ -8,11 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..registry import text_only_tasks
 from ..training.config import ModelConfig, TrainingConfig, VillaConfig
 from ..utils.config import ConfigBase
-
-# tasks without image features: VILLA perturbs image features too, so it does not apply
-TEXT_ONLY_TASKS = ("classification", "regression", "seq2seq", "dialog")
 
 
 @dataclass
@@ -68,7 +66,8 @@ class FinetuneConfig(TrainingConfig, ModelConfig, VillaConfig, DataConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.adv_steps > 0 and self.task in TEXT_ONLY_TASKS:
+        # VILLA perturbs the image features too: it does not apply to a task without them
+        if self.adv_steps > 0 and self.task in text_only_tasks():
             raise self.error("adv_steps", f"VILLA perturbs the image features too, and task {self.task!r} has none",
                              "set adv_steps=0")
 
