@@ -173,10 +173,27 @@ def test_unknown_training_image_fails_fast(tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
     assert errors == [f"unimo.finetune: error: {data / 'train.jsonl'}:4: field 'image_id': '999' is not in the "
-                      f"feature store {tmp_path / 'store'} (convert its features into the store, or remove the "
-                      "record)"], proc.stderr[-3000:]
+                      f"feature store {tmp_path / 'store'} (convert its features into the store, remove the "
+                      "record, or set skip_bad=true)"], proc.stderr[-3000:]
     assert time.time() - started < 90
     assert not (tmp_path / "out").exists()
+
+
+def test_skip_bad_leaves_out_records_of_unknown_images_and_counts_them(tmp_path):
+    import json
+
+    conf, data = _caption_setup(tmp_path, dim=2048, missing_on_line=4)
+    proc = _run(tmp_path, conf, "skip_bad=true", "max_steps=2", "do_eval=false", "save_steps=100")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    checked = results["data_checked"]
+    read_from = str(tmp_path / "out" / "checked_data" / "train.jsonl")
+    assert checked["train"] == 5 and checked["skipped"] == {"train": {
+        "unknown_image_records": 1, "unknown_images": 1, "file": str(data / "train.jsonl"), "read_from": read_from,
+        "first_missing": ["999"]}}
+    original = (data / "train.jsonl").read_text().splitlines()
+    assert Path(read_from).read_text().splitlines() == original[:3] + original[4:]
+    assert results["config"]["skip_bad"] is True
 
 
 def test_store_dimension_mismatch_names_both_sizes(tmp_path):

@@ -30,28 +30,59 @@ def splits_in_use(task: Any, cfg: dict[str, Any]) -> list[str]:
     return splits
 
 
-def _line_of(path: str, image_id: str) -> Optional[int]:
-    """Line of the first record of ``path`` that references ``image_id`` (JSONL, or official ``;`` / TSV lines)."""
-    for n, text in iter_lines(path):
-        stripped = text.strip()
-        if not stripped:
-            continue
-        if stripped.startswith("{"):
-            try:
-                if str(json.loads(stripped).get("image_id")) == image_id:
-                    return n
-            except (json.JSONDecodeError, AttributeError):
-                continue
-        else:
-            head = stripped.split(";", 1)[0].split("\t", 1)[0].strip()
-            if head == image_id or (len(head) > 9 and head[9:].lstrip("0") == image_id.lstrip("0")):
-                return n
+def _references(text: str, image_ids: set[str]) -> Optional[str]:
+    """The image id of ``image_ids`` a record line references (JSONL ``image_id``, or the first field of an official
+    ``;`` / TSV line, whose COCO form carries a 9-character prefix), else None."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    if stripped.startswith("{"):
+        try:
+            value = str(json.loads(stripped).get("image_id"))
+        except (json.JSONDecodeError, AttributeError):
+            return None
+        return value if value in image_ids else None
+    head = stripped.split(";", 1)[0].split("\t", 1)[0].strip()
+    if head in image_ids:
+        return head
+    if len(head) > 9:
+        short = head[9:].lstrip("0")
+        for image_id in image_ids:
+            if short == image_id.lstrip("0"):
+                return image_id
     return None
 
 
-def check_multimodal_data(task: Any, cfg: dict[str, Any], model_config: Any, config_path: str) -> dict[str, int]:
+def _line_of(path: str, image_id: str) -> Optional[int]:
+    """Line of the first record of ``path`` that references ``image_id``."""
+    for n, text in iter_lines(path):
+        if _references(text, {image_id}):
+            return n
+    return None
+
+
+def _without_records_of(path: str, image_ids: set[str], dst: str) -> int:
+    """Copy ``path`` to ``dst`` (atomically) without the lines that reference ``image_ids``; returns the number of
+    lines left out."""
+    from ..utils.io import atomic_write
+
+    dropped = 0
+    with atomic_write(dst) as out:
+        for _, text in iter_lines(path):
+            if _references(text, image_ids):
+                dropped += 1
+                continue
+            out.write(text if text.endswith("\n") else text + "\n")
+    return dropped
+
+
+def check_multimodal_data(task: Any, cfg: Any, model_config: Any, config_path: str) -> dict[str, Any]:
     """Check the feature store against the model config and every split's image ids against the store.
-    Returns {split: number of image references checked}."""
+
+    An image id the store lacks is a :class:`DataError` naming file, line and field; with ``skip_bad: true`` the
+    records that reference it are left out: the split is read from a copy without them
+    (``<output_dir>/checked_data/<split>.<ext>``, ``task.checked_files``) and the count is returned. Returns
+    {split: number of image references checked} and, when records were skipped, {"skipped": {split: {...}}}."""
     spec = get_spec(cfg.task)
     if not spec.multimodal:
         return {}
@@ -66,16 +97,35 @@ def check_multimodal_data(task: Any, cfg: dict[str, Any], model_config: Any, con
         raise ConfigError(f"the feature store {store.path} has {dim}-d region features but the model config "
                           f"{cfg.get('model_config')} has image_embedding_size {want}", file=config_path,
                           field="feature_store", hint="use the store the model was trained on, or another model_config")
-    checked: dict[str, int] = {}
+    checked: dict[str, Any] = {}
+    skipped: dict[str, Any] = {}
     for split in splits_in_use(task, cfg):
         path = task.data_path(split)
         ids = [str(ex["image_id"]) for ex in load_examples(path, kind)]
-        for image_id in ids:
-            if image_id not in store:
-                raise DataError(path, _line_of(path, image_id), "image_id",
-                                f"{image_id!r} is not in the feature store {store.path}", "unknown_image",
-                                hint="convert its features into the store, or remove the record")
-        checked[split] = len(ids)
+        missing_set = {i for i in ids if i not in store}
+        missing = sorted(missing_set)
+        if missing and not cfg.skip_bad:
+            first = next(i for i in ids if i not in store)
+            raise DataError(path, _line_of(path, first), "image_id",
+                            f"{first!r} is not in the feature store {store.path}", "unknown_image",
+                            hint="convert its features into the store, remove the record, or set skip_bad=true")
+        if missing:
+            name = os.path.basename(path)
+            dst = os.path.join(task.output_dir, "checked_data", f"{split}{name[name.find('.'):] if '.' in name else ''}")
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            dropped = _without_records_of(path, set(missing), dst)
+            if dropped == 0:  # the format names images elsewhere (official retrieval lines): cannot filter by line
+                raise DataError(path, None, "image_id", f"{missing[0]!r} is not in the feature store {store.path}",
+                                "unknown_image", hint="skip_bad cannot leave out records of this format; convert "
+                                                      "the missing images' features into the store")
+            task.checked_files[split] = dst
+            skipped[split] = {"unknown_image_records": dropped, "unknown_images": len(missing), "file": path,
+                              "read_from": dst, "first_missing": missing[:5]}
+            print(json.dumps({"skipped_bad_records": split, "unknown_image_records": dropped,
+                              "unknown_images": len(missing), "read_from": dst}))
+        checked[split] = sum(1 for i in ids if i not in missing_set)
+    if skipped:
+        checked["skipped"] = skipped
     return checked
 
 

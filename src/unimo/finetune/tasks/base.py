@@ -42,9 +42,14 @@ class Task:
 
     def __init__(self, cfg: FinetuneConfig, tokenizer: UnimoTokenizer, output_dir: str):
         self.cfg, self.tokenizer, self.output_dir = cfg, tokenizer, output_dir
+        # split -> the file to read instead of the configured one (the checked copy without the records that
+        # `skip_bad: true` skipped, written by unimo.finetune.checks)
+        self.checked_files: dict[str, str] = {}
 
     # -- data
     def data_path(self, split: str) -> str:
+        if split in self.checked_files:
+            return self.checked_files[split]
         key = f"{split}_file"
         path = self.cfg.get(key)
         if not path:
