@@ -3,7 +3,8 @@
 # `python -m paddle.distributed.launch`.
 #   NPROC=N        processes on this machine (CPU: gloo; default 1). On GPU machines CUDA_VISIBLE_DEVICES selects cards.
 #   LOG_DIR=DIR    per-worker logs (default log/<name>)
-# Arguments after the script name override the YAML: KEY=value or --key value.
+# Arguments after the script name override the YAML: KEY=value or --key value. `run.sh --sweep [...]` runs the
+# YAML's sweep: grid instead (python -m unimo.sweep; --emit-jobs prints one command per point for a scheduler).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -24,6 +25,11 @@ launch() {  # launch ENTRY_MODULE_FILE CONF NAME [overrides...]
     "$entry" --config "$conf" "$@"
 }
 
-run_finetune() {  # run_finetune CONF NAME [overrides...]
+run_finetune() {  # run_finetune CONF NAME [--sweep [sweep options]] [overrides...]
+  if [ "${3:-}" = "--sweep" ]; then  # the config's hyper-parameter grid, one run per point (python -m unimo.sweep)
+    local conf="$1"; shift 3
+    "$PY" -m unimo.sweep --config "$conf" --nproc "${NPROC:-1}" "$@"
+    return
+  fi
   launch "$ROOT/src/unimo/finetune/run.py" "$@"
 }

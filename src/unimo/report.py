@@ -12,6 +12,8 @@ its splits to that run; an MNLI one whose ``dev_file`` names "mismatched" suppli
 
 Our metrics are stored as the evaluators return them (fractions for accuracy / ROUGE / BLEU / CIDEr-D / recall,
 percent for CoQA F1 and VQA); the report converts every number to the published units (percent, CIDEr x 100).
+Sweeps (``python -m unimo.sweep``: a ``sweep_results.json`` under the searched folders) get their own section: the
+official statistic (the best single run of the grid) next to the spread over the seeds of the best setting.
 The markdown goes to ``--output`` (stdout without it); ``--json`` writes the same content for scripts.
 Bad ``results.json`` files are errors naming the file and field, or, with ``--skip-bad``, skipped and counted.
 """
@@ -409,6 +411,23 @@ def render_markdown(report: dict[str, Any], searched: Sequence[str], skipped: Se
         size = r["size"] if r["size"] in SIZES else f"{r['size']} ({r['size_detail']})"
         lines.append(f"| {r['path']} | {r['task']} | {r['dataset'] or '–'} | {r['benchmark'] or 'unmatched'} | "
                      f"{size} | {r['init_checkpoint'] or 'random'} | {key or '–'} | {cell('dev')} | {cell('test')} |")
+    if report.get("sweeps"):
+        lines += ["", "## Sweeps", "",
+                  "The official number is the best single run of the grid (stat_res.py `max_score`); the spread is "
+                  "over the seeds of that run's setting.", "",
+                  "| sweep | key metric | points | official max (run) | group bests min / median / avg | "
+                  "best setting | mean ± std over seeds | median | min |", "|---|---|---|---|---|---|---|---|---|"]
+        for sw in report["sweeps"]:
+            o, b = sw.get("official"), sw.get("best_setting")
+            if not o or not b:
+                lines.append(f"| {sw['path']} | {sw.get('key_metric') or '–'} | {sw['points_finished']}/"
+                             f"{sw['points_total']} | – | – | – | – | – | – |")
+                continue
+            setting = ", ".join(f"{k}={v}" for k, v in b["values"].items())
+            lines.append(f"| {sw['path']} | {sw['key_metric']} | {sw['points_finished']}/{sw['points_total']} | "
+                         f"{o['max_score']:.4g} ({o['max_run']}) | {o['min_score']:.4g} / {o['median_score']:.4g} / "
+                         f"{o['avg_score']:.4g} | {setting} | {b['mean']:.4g} ± {b['std']:.2g} ({b['runs']} runs) | "
+                         f"{b['median']:.4g} | {b['min']:.4g} |")
     if skipped:
         lines += ["", "Skipped (bad results files):", ""] + [f"- {s}" for s in skipped]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
@@ -427,6 +446,26 @@ def _write_atomic(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def find_sweeps(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Every ``sweep_results.json`` (``python -m unimo.sweep``) under the searched folders, with its path."""
+    out = []
+    for p in paths:
+        if not os.path.isdir(p):
+            continue
+        for root, dirs, files in os.walk(p):
+            dirs.sort()
+            if "sweep_results.json" in files:
+                path = os.path.join(root, "sweep_results.json")
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        data = json.load(f)
+                except (OSError, json.JSONDecodeError) as e:
+                    raise ReportError(path, None, f"unreadable sweep summary ({e})") from None
+                out.append({"path": path, **{k: data.get(k) for k in (
+                    "config", "key_metric", "points_total", "points_finished", "official", "best_setting")}})
+    return out
 
 
 def collect(paths: Sequence[str], skip_bad: bool = False) -> tuple[list[Run], list[str]]:
@@ -457,6 +496,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     report = build_report(runs)
+    report["sweeps"] = find_sweeps(args.results)
     report["searched"] = list(args.results)
     report["skipped"] = skipped
     markdown = render_markdown(report, args.results, skipped)

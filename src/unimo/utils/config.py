@@ -249,6 +249,27 @@ def coerce_value(key: str, value: Any, tp: Any, where: str, line: int | None = N
 C = TypeVar("C", bound="ConfigBase")
 
 
+def check_sweep(value: Any, types_: dict[str, Any], where: str, line: int | None) -> dict[str, list[Any]]:
+    """A ``sweep:`` section: a mapping of declared keys to non-empty lists of values of the key's type."""
+    from .errors import ConfigError
+
+    if not isinstance(value, dict) or not value:
+        raise ConfigError("expected a mapping of keys to lists of values", file=where, line=line, field="sweep")
+    out: dict[str, list[Any]] = {}
+    for key, values in value.items():
+        key = str(key)
+        if key not in types_:
+            raise ConfigError("unknown config key in the sweep", file=where, line=line, field=f"sweep.{key}",
+                              hint=_suggest(key, sorted(types_)))
+        if key in ("output_dir", "resume_from_checkpoint"):
+            raise ConfigError("set by the sweep for each point, not swept", file=where, line=line, field=f"sweep.{key}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"expected a non-empty list of values, got {values!r}", file=where, line=line,
+                              field=f"sweep.{key}")
+        out[key] = [coerce_value(f"sweep.{key}", v, types_[key], where, line) for v in values]
+    return out
+
+
 class ConfigBase:
     """Base of every run-configuration dataclass.
 
@@ -296,13 +317,17 @@ class ConfigBase:
                 extra[key] = value
             sources[key] = (where, line)
 
+        sweep: dict[str, list[Any]] = {}
         for file, data in _read_yaml_chain(path):
             for key, value in data.items():
+                if key == "sweep":  # the hyper-parameter grid (python -m unimo.sweep); a child file's keys win
+                    sweep.update(check_sweep(value, types_, file, _key_line(file, "sweep")))
+                    continue
                 put(str(key), value, file, _key_line(file, str(key)))
         for key, value in (overrides or {}).items():
             put(key, value, "command line", None)
         cfg = cls(**values)  # type: ignore[call-arg]
-        cfg._extra, cfg._sources, cfg._path = extra, sources, path
+        cfg._extra, cfg._sources, cfg._path, cfg._sweep = extra, sources, path, sweep
         cfg.validate()
         cfg.check_files()
         return cfg
@@ -319,7 +344,7 @@ class ConfigBase:
             raise ConfigError("unknown config key", file=cls.__name__, field=unknown[0],
                               hint=_suggest(unknown[0], sorted(types_)))
         cfg = cls(**{k: coerce_value(k, v, types_[k], cls.__name__) for k, v in merged.items()})  # type: ignore
-        cfg._extra, cfg._sources, cfg._path = {}, {k: ("values", None) for k in merged}, cls.__name__
+        cfg._extra, cfg._sources, cfg._path, cfg._sweep = {}, {k: ("values", None) for k in merged}, cls.__name__, {}
         cfg.validate()
         return cfg
 
@@ -369,6 +394,10 @@ class ConfigBase:
         except KeyError:
             return default
         return default if value is None else value
+
+    def sweep_grid(self) -> dict[str, list[Any]]:
+        """The ``sweep:`` section of the YAML chain (key -> values), empty for a single-point configuration."""
+        return dict(getattr(self, "_sweep", {}))
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration (every field, defaults included, and the extra keys), as written to
