@@ -8,8 +8,10 @@ the grid is reduced as the official ``src/utils/stat_res.py`` does.
     python -m unimo.sweep --collect DIR                              # reduce the finished points
     bash script/classification/SST-2/run.sh --sweep [...]            # the same from a task's run.sh
 
-The grid is the YAML's ``sweep:`` section (key -> list of values; every official GLUE config carries the official
-batch {16, 32} x learning rate {1e-5, 2e-5, 3e-5} x seeds 1-5 x epochs {10}), each key replaceable with ``--grid``.
+The grid is the YAML's ``sweep:`` section (key -> list of values; keys that vary together as one entry
+``"a,b": [[a1, b1], ...]``; every official GLUE config carries the official batch {16, 32} (with its global batch
+x 8 devices, CoLA x 4) x learning rate {1e-5, 2e-5, 3e-5} x seeds 1-5 x epochs {10}), each entry replaceable with
+``--grid KEY=v1,v2`` (tied: ``--grid a,b=a1:b1,a2:b2``).
 Points run in a fixed order and are named by their values (``batch_size-16_learning_rate-2e-05_seed-1``); each
 writes its run directory ``<output>/<name>/`` (``output`` defaults to the YAML's ``output_dir`` + ``_sweep``). A
 point whose ``results.json`` exists is finished and skipped; an interrupted one resumes from its last checkpoint;
@@ -62,9 +64,23 @@ def point_name(values: dict[str, Any]) -> str:
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every combination, the first key varying slowest (YAML order)."""
-    keys = list(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    """Every combination, the first entry varying slowest (YAML order); a tied entry "a,b" sets a and b together."""
+    entries = list(grid)
+    points = []
+    for combo in itertools.product(*(grid[e] for e in entries)):
+        point: dict[str, Any] = {}
+        for entry, value in zip(entries, combo):
+            keys = entry.split(",")
+            point.update(zip(keys, value) if len(keys) > 1 else [(entry, value)])
+        points.append(point)
+    return points
+
+
+def grid_arg(entry: str, values: list[Any]) -> str:
+    """``--grid`` spelling of one grid entry (tied values joined with ':')."""
+    if "," in entry:
+        return f"{entry}=" + ",".join(":".join(format_value(x) for x in v) for v in values)
+    return f"{entry}=" + ",".join(format_value(v) for v in values)
 
 
 def parse_grid_args(items: Sequence[str]) -> dict[str, list[Any]]:
@@ -76,7 +92,11 @@ def parse_grid_args(items: Sequence[str]) -> dict[str, list[Any]]:
         if "=" not in item:
             raise ConfigError(f"expected KEY=v1,v2,..., got {item!r}", file="command line", field="--grid")
         key, values = item.split("=", 1)
-        out[key.replace("-", "_")] = [_parse_value(v) for v in values.split(",") if v != ""]
+        key = key.replace("-", "_")
+        if "," in key:  # tied keys: --grid batch_size,global_batch_size=16:128,32:256
+            out[key] = [[_parse_value(x) for x in v.split(":")] for v in values.split(",") if v != ""]
+        else:
+            out[key] = [_parse_value(v) for v in values.split(",") if v != ""]
     return out
 
 
@@ -95,7 +115,7 @@ def resolve_grid(config: str, grid_args: Sequence[str], overrides: dict[str, Any
     if not grid:
         raise ConfigError("no sweep: section in the config and no --grid", file=config, field="sweep",
                           hint="add e.g. `sweep: {learning_rate: [1.0e-5, 2.0e-5]}` or pass --grid KEY=v1,v2")
-    overlap = sorted(set(grid) & set(overrides))
+    overlap = sorted({k for entry in grid for k in entry.split(",")} & set(overrides))
     if overlap:
         raise ConfigError("both swept and overridden", file="command line", field=overlap[0],
                           hint="drop it from the overrides or from the grid")
@@ -205,7 +225,8 @@ def collect(sweep_dir: str) -> dict[str, Any]:
                                "points_total": len(manifest["points"]), "points_finished": len(points),
                                "points_missing": missing, "points": points}
     if points:
-        group_key = GROUP_KEY if GROUP_KEY in manifest["grid"] else None
+        swept = {k for entry in manifest["grid"] for k in entry.split(",")}
+        group_key = GROUP_KEY if GROUP_KEY in swept else None
         official = official_statistic([(p["name"], p["values"].get(group_key) if group_key else None, p["best"])
                                        for p in points])
         official["grouped_by"] = group_key
@@ -225,7 +246,7 @@ def collect(sweep_dir: str) -> dict[str, Any]:
 
 def markdown(summary: dict[str, Any]) -> str:
     key = summary.get("key_metric") or "metric"
-    keys = list(summary["grid"])
+    keys = [k for entry in summary["grid"] for k in entry.split(",")]
     lines = [f"# Sweep of {summary['config']}", "",
              f"{summary['points_finished']} of {summary['points_total']} points finished; best dev {key} per point.",
              "", "| " + " | ".join(keys) + f" | best {key} | step |", "|" + "---|" * (len(keys) + 2)]
@@ -280,7 +301,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.emit_jobs:
         base = [sys.executable, "-m", "unimo.sweep", "--config", os.path.abspath(args.config), "--output",
                 os.path.abspath(sweep_dir), "--nproc", str(args.nproc),
-                *(f"--grid={k}={','.join(format_value(v) for v in vs)}" for k, vs in grid.items())]
+                *(f"--grid={grid_arg(k, vs)}" for k, vs in grid.items())]
         for name in names:
             print(f"cd {shlex.quote(str(REPO))} && " + shlex.join(base + ["--only", name] +
                                                                   [f"{k}={format_value(v)}" for k, v in

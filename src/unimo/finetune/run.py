@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model=trained, args=training_args, train_dataset=train_data, data_collator=task.collate,
         evaluate_fn=task.evaluate if (cfg.do_eval and task.has_split("dev")) else None,
         key_metric=task.key_metric, greater_is_better=task.greater_is_better,
-        lr_decay_epochs=cfg.lr_decay_epochs, save_fn=task.save_checkpoint, visualdl=cfg.visualdl)
+        lr_decay_epochs=cfg.lr_decay_epochs, save_fn=task.save_checkpoint, visualdl=cfg.visualdl,
+        lr_schedule_scale=cfg.lr_schedule_scale())
     world = training_args.world_size
     global_batch = cfg.batch_size * cfg.gradient_accumulation_steps * world
     started = time.time()
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "best": {"step": trainer.best_step, task.key_metric: trainer.best_metric},
             "eval_history": trainer.eval_history,
             "checkpoint": best_dir if os.path.isdir(best_dir) else cfg.init_checkpoint,
-            "global_batch_size": global_batch, "world_size": world, "data_checked": data_checked,
+            "global_batch_size": global_batch, "official_global_batch_size": cfg.global_batch_size,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "lr_schedule": cfg.lr_schedule,
+            "world_size": world, "data_checked": data_checked,
             "train_seconds": round(time.time() - started, 1), "config": cfg.to_dict(),
         }
         task.write_json("results.json", results)

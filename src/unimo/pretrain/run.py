@@ -200,7 +200,8 @@ def build(cfg: "PretrainConfig") -> dict[str, Any]:
             raise ValueError("eval_pairs_file needs image_store")
         evaluate_fn = _retrieval_fn(eval_pairs, images, tokenizer, dcfg.max_caption_len, int(cfg.eval_batch_size))
     trainer = pretrain_trainer_class()(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
-                              evaluate_fn=evaluate_fn, key_metric=None, visualdl=bool(cfg.visualdl))
+                              evaluate_fn=evaluate_fn, key_metric=None, visualdl=cfg.visualdl,
+                              lr_schedule_scale=cfg.lr_schedule_scale())
     return {"cfg": cfg, "data_config": dcfg, "tokenizer": tokenizer, "images": images, "dataset": dataset,
             "collator": collator, "model": model, "trainer": trainer, "training_args": training_args,
             "summaries": summaries, "eval_pairs": eval_pairs, "items_per_step": items_per_step}

@@ -12,6 +12,7 @@ from typing import ClassVar, Optional
 from ..utils.config import ConfigBase
 
 AMP_MODES = ("none", "fp16", "bf16")
+LR_SCHEDULES = ("linear", "official_glue")
 
 
 @dataclass
@@ -25,7 +26,14 @@ class TrainingConfig(ConfigBase):
     batch_size: int = 16  # per device
     eval_batch_size: Optional[int] = None  # default batch_size
     gradient_accumulation_steps: int = 1
+    # the official global batch (the official per-device batch x its devices, spec section 5): the loop derives
+    # gradient_accumulation_steps = global_batch_size / (batch_size x processes) and refuses a remainder
+    global_batch_size: Optional[int] = None
     learning_rate: float = 5e-5
+    # linear: the official linear_warmup_decay over the steps really taken; official_glue: the schedule the
+    # official GLUE runs computed (warm-up and decay over global_batch_size / batch_size times more steps than
+    # they took, see unimo.training.trainer.official_lr_lambda)
+    lr_schedule: str = "linear"
     warmup_ratio: float = 0.0
     warmup_steps: int = 0  # > 0 overrides warmup_ratio
     lr_decay_epochs: Optional[list[float]] = None  # step decay x0.1 at these epochs (official retrieval schedule)
@@ -66,6 +74,31 @@ class TrainingConfig(ConfigBase):
         self.require(self.amp_level in ("O1", "O2"), "amp_level", "must be O1 or O2")
         self.require(self.lr_decay_epochs is None or all(e > 0 for e in self.lr_decay_epochs), "lr_decay_epochs",
                      "must be positive epochs")
+        self.require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
+        if self.global_batch_size is not None:
+            self.require(self.global_batch_size >= self.batch_size, "global_batch_size", "must be >= batch_size")
+            self.require(self.gradient_accumulation_steps == 1, "gradient_accumulation_steps",
+                         "is derived from global_batch_size: leave it at 1 or set global_batch_size=null")
+        if self.lr_schedule == "official_glue":
+            self.require(self.global_batch_size is not None, "lr_schedule",
+                         "official_glue needs global_batch_size (the official devices x batch_size)")
+
+    def resolve_global_batch(self, world_size: int) -> None:
+        """Derive gradient_accumulation_steps from global_batch_size for ``world_size`` processes."""
+        if self.global_batch_size is None:
+            return
+        per_step = self.batch_size * world_size
+        if self.global_batch_size % per_step:
+            raise self.error("global_batch_size", f"{self.global_batch_size} is not a multiple of batch_size "
+                             f"{self.batch_size} x {world_size} process(es) = {per_step}",
+                             "change batch_size or the number of processes (NPROC), or set global_batch_size=null")
+        self.gradient_accumulation_steps = self.global_batch_size // per_step
+
+    def lr_schedule_scale(self) -> float:
+        """How many more steps the schedule is computed for than are taken (1 for the linear schedule)."""
+        if self.lr_schedule == "official_glue":
+            return self.global_batch_size / self.batch_size  # type: ignore[operator]
+        return 1.0
 
 
 @dataclass

@@ -71,14 +71,29 @@ def official_lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], f
     return fn
 
 
+def schedule_steps(warmup_ratio: float, warmup_steps: int, total_steps: int, scale: float = 1.0) -> tuple[int, int]:
+    """(warm-up steps, decay length) of the linear schedule over ``total_steps`` real steps.
+
+    ``scale`` > 1 is ``lr_schedule: official_glue``: the official GLUE runner (one process, ParallelExecutor over k
+    devices, spec section 5) computed ``max_train_steps = epochs x examples / batch_size`` as if one device took
+    every batch, and the warm-up as ``warmup_proportion x max_train_steps``, while each real step consumed k
+    batches. In real steps that is a warm-up of ``warmup_ratio x k x total`` and a decay towards zero at
+    ``k x total``: with k = 8 and 0.06, warm-up covers 48% of the run and the LR ends at (1 - 1/8) = 0.875 x peak.
+    k = global_batch_size / batch_size. An explicit ``warmup_steps`` is taken as given (in real steps)."""
+    warmup = warmup_steps if warmup_steps > 0 else int(warmup_ratio * scale * total_steps)
+    return warmup, int(round(scale * total_steps))
+
+
 class UnimoTrainer(Trainer):
     """``Trainer`` + official schedule + task evaluation + per-loss JSON logging."""
 
     def __init__(self, *args: Any, evaluate_fn: Optional[Callable[[Any, str], dict[str, float]]] = None,
                  key_metric: Optional[str] = None, greater_is_better: bool = True,
                  lr_decay_epochs: Optional[list[float]] = None,
-                 save_fn: Optional[Callable[[Any, str], None]] = None, visualdl: bool = True, **kwargs: Any):
+                 save_fn: Optional[Callable[[Any, str], None]] = None, visualdl: bool = True,
+                 lr_schedule_scale: float = 1.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.lr_schedule_scale = float(lr_schedule_scale)
         self.lr_decay_epochs = list(lr_decay_epochs or [])
         self.save_fn = save_fn or (lambda model, directory: model.save_pretrained(directory))
         self.evaluate_fn = evaluate_fn
@@ -101,8 +116,8 @@ class UnimoTrainer(Trainer):
     # -------------------------------------------------------------- optimisation
     def create_scheduler(self, num_training_steps: int):
         if self.lr_scheduler is None:
-            warmup = self.args.warmup_steps if self.args.warmup_steps > 0 else int(
-                self.args.warmup_ratio * num_training_steps)
+            warmup, decay_steps = schedule_steps(self.args.warmup_ratio, self.args.warmup_steps, num_training_steps,
+                                                 self.lr_schedule_scale)
             if self.lr_decay_epochs:
                 # official retrieval schedule (scale_by_epoch_decay): x0.1 at each listed epoch, no decay otherwise
                 steps_per_epoch = max(1, num_training_steps / max(self.args.num_train_epochs, 1e-9))
@@ -110,7 +125,7 @@ class UnimoTrainer(Trainer):
                 lr_lambda = lambda step: (min(1.0, step / warmup) if warmup else 1.0) * 0.1 ** sum(  # noqa: E731
                     step >= b for b in bounds)
             else:
-                lr_lambda = official_lr_lambda(warmup, num_training_steps)
+                lr_lambda = official_lr_lambda(warmup, decay_steps)
             self.lr_scheduler = paddle.optimizer.lr.LambdaDecay(learning_rate=self.args.learning_rate,
                                                                 lr_lambda=lr_lambda)
         return self.lr_scheduler
@@ -188,6 +203,8 @@ class UnimoTrainer(Trainer):
 
 def make_training_args(cfg: TrainingConfig, output_dir: str) -> TrainingArguments:
     """Map the run configuration onto ``TrainingArguments`` (names follow the official run scripts where they exist)."""
+    # processes of this run (paddle.distributed.launch sets PADDLE_TRAINERS_NUM; 1 without the launcher)
+    cfg.resolve_global_batch(int(os.environ.get("PADDLE_TRAINERS_NUM", "1")))
     on_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     amp = cfg.amp if on_gpu else "none"  # AMP is a GPU feature (no CPU kernels)
     return TrainingArguments(

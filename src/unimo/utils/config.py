@@ -250,23 +250,37 @@ C = TypeVar("C", bound="ConfigBase")
 
 
 def check_sweep(value: Any, types_: dict[str, Any], where: str, line: int | None) -> dict[str, list[Any]]:
-    """A ``sweep:`` section: a mapping of declared keys to non-empty lists of values of the key's type."""
+    """A ``sweep:`` section: a mapping of declared keys to non-empty lists of values of the key's type. Keys that
+    vary together are one entry ``"a,b": [[a1, b1], [a2, b2]]`` (e.g. the per-device batch and the global batch
+    of the official GLUE grid); their values are returned as tuples."""
     from .errors import ConfigError
 
     if not isinstance(value, dict) or not value:
         raise ConfigError("expected a mapping of keys to lists of values", file=where, line=line, field="sweep")
     out: dict[str, list[Any]] = {}
-    for key, values in value.items():
-        key = str(key)
-        if key not in types_:
-            raise ConfigError("unknown config key in the sweep", file=where, line=line, field=f"sweep.{key}",
-                              hint=_suggest(key, sorted(types_)))
-        if key in ("output_dir", "resume_from_checkpoint"):
-            raise ConfigError("set by the sweep for each point, not swept", file=where, line=line, field=f"sweep.{key}")
+    for entry, values in value.items():
+        entry = str(entry)
+        keys = [k.strip() for k in entry.split(",")]
+        for key in keys:
+            if key not in types_:
+                raise ConfigError("unknown config key in the sweep", file=where, line=line, field=f"sweep.{key}",
+                                  hint=_suggest(key, sorted(types_)))
+            if key in ("output_dir", "resume_from_checkpoint"):
+                raise ConfigError("set by the sweep for each point, not swept", file=where, line=line,
+                                  field=f"sweep.{key}")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"expected a non-empty list of values, got {values!r}", file=where, line=line,
-                              field=f"sweep.{key}")
-        out[key] = [coerce_value(f"sweep.{key}", v, types_[key], where, line) for v in values]
+                              field=f"sweep.{entry}")
+        if len(keys) == 1:
+            out[entry] = [coerce_value(f"sweep.{entry}", v, types_[entry], where, line) for v in values]
+            continue
+        tied = []
+        for v in values:
+            if not isinstance(v, (list, tuple)) or len(v) != len(keys):
+                raise ConfigError(f"expected lists of {len(keys)} values ({', '.join(keys)}), got {v!r}", file=where,
+                                  line=line, field=f"sweep.{entry}")
+            tied.append(tuple(coerce_value(f"sweep.{k}", x, types_[k], where, line) for k, x in zip(keys, v)))
+        out[",".join(keys)] = tied
     return out
 
 
