@@ -3,6 +3,8 @@
 # `python -m paddle.distributed.launch`.
 #   NPROC=N        processes on this machine (CPU: gloo; default 1). On GPU machines CUDA_VISIBLE_DEVICES selects cards.
 #   LOG_DIR=DIR    per-worker logs (default log/<name>)
+#   NNODES=N MASTER=HOST:PORT   multi-node: run the same command on every node (paddle.distributed.launch --nnodes
+#                  N --master HOST:PORT; each node runs NPROC processes)
 # Arguments after the script name override the YAML: KEY=value or --key value. `run.sh --sweep [...]` runs the
 # YAML's sweep: grid instead (python -m unimo.sweep; --emit-jobs prints one command per point for a scheduler).
 set -euo pipefail
@@ -21,7 +23,9 @@ launch() {  # launch ENTRY_MODULE_FILE CONF NAME [overrides...]
     # one OpenMP thread pool per process: split the cores
     if [ "$nproc" -gt 1 ]; then export OMP_NUM_THREADS=$(( $(nproc) / nproc > 0 ? $(nproc) / nproc : 1 )); fi
   fi
-  "$PY" -m paddle.distributed.launch "${devices[@]}" --log_dir "${LOG_DIR:-log/$name}" \
+  local nodes=()
+  if [ -n "${NNODES:-}" ]; then nodes=(--nnodes "$NNODES" --master "${MASTER:?MASTER=HOST:PORT is needed with NNODES}"); fi
+  "$PY" -m paddle.distributed.launch "${nodes[@]}" "${devices[@]}" --log_dir "${LOG_DIR:-log/$name}" \
     "$entry" --config "$conf" "$@"
 }
 

@@ -111,3 +111,53 @@ disable_tqdm: true
     trained = [k for k in moved if k.startswith(("unimo.layers", "lm_head", "mrfr_fc", "mrc_fc", "unimo.image_emb"))
                and not k.endswith("key_fc.bias")]
     assert min(moved[k] for k in trained) > 1e-5, sorted((moved[k], k) for k in trained)[:3]
+
+
+def test_two_nodes_match_one_process(world, tmp_path, dict_dir):
+    """A multi-node launch (the README's command): two launchers with ``--nnodes 2 --master 127.0.0.1:PORT``, one
+    process each, on this one machine, train as one process on the same global batches (accumulated halves)."""
+    import socket
+
+    (tmp_path / "helper.py").write_text(HELPER)
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"""base: {REPO / "script" / "pretrain" / "demo" / "conf.yaml"}
+model_config: {REPO / "model_files" / "config" / "unimo_tiny_en.json"}
+vocab_dir: {dict_dir}
+data_dir: {world}
+pair_file: coco/captions_train.jsonl
+eval_pairs_file: null
+hidden_dropout_prob: 0.0
+attention_probs_dropout_prob: 0.0
+max_steps: 4
+batch_size: 2
+max_text_len: 32
+max_caption_len: 24
+logging_steps: 1
+save_steps: 1000
+disable_tqdm: true
+""")
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "UNIMO_VISUALDL": "0"}
+    env.pop("PADDLE_TRAINERS_NUM", None)
+    nodes = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master",
+                               f"127.0.0.1:{port}", "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{n}"),
+                               str(tmp_path / "helper.py"), str(conf), f"output_dir={tmp_path / 'two'}"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for n in range(2)]
+    outs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-2000:] for o in outs)
+    ranks = sorted(line for n in range(2) for line in (tmp_path / f"log{n}" / "workerlog.0").read_text().splitlines()
+                   if line.startswith("world "))
+    assert ranks == ["world 2 rank 0 items/step 4 recompute False", "world 2 rank 1 items/step 4 recompute False"]
+    one = subprocess.run([sys.executable, str(tmp_path / "helper.py"), str(conf), f"output_dir={tmp_path / 'one'}",
+                          "gradient_accumulation_steps=2"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-3000:]
+    import paddle
+
+    r0, r1, single = (paddle.load(str(tmp_path / n), return_numpy=True)
+                      for n in ("two/rank0.pdparams", "two/rank1.pdparams", "one/rank0.pdparams"))
+    assert max(float(np.abs(r0[k] - r1[k]).max()) for k in r0) == 0.0
+    assert max(float(np.abs(r0[k] - single[k]).max()) for k in r0) < 1e-6
