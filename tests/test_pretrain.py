@@ -380,7 +380,7 @@ def test_model_losses_match_independent_computation(mini, images, tokenizer, min
     t = {k: paddle.to_tensor(v) for k, v in batch.items()}
     paddle.seed(0)
     w = dict(text_weight=0.7, image_weight=1.3, pair_weight=0.9, cmcl_weight=1.1, vl_weight=0.6, mrfr_weight=0.25)
-    model = UnimoForPretraining(mini_config, cmcl_head="fc", cmcl_temperature=0.2, **w)
+    model = UnimoForPretraining(mini_config, cmcl_head="fc", cmcl_temperature=0.2, cmcl_encoding="dual", **w)
     model.train()
     total, parts = model(**t)
     assert set(parts) == {"mlm", "s2s", "mrfr", "mrc", "cmcl", "vl_mlm", "vl_mrfr", "vl_mrc"}
@@ -433,6 +433,60 @@ def test_model_losses_match_independent_computation(mini, images, tokenizer, min
     assert float(total) == pytest.approx(want, rel=2e-5)
     total.backward()
     assert all(p.grad is not None for p in model.parameters() if not p.stop_gradient)
+
+
+@pytest.mark.parametrize("head, in_batch", [("fc", False), ("pooler", False), ("fc", True)])
+def test_joint_cmcl_is_equation_1_over_one_joint_pass_per_pair(mini, images, tokenizer, mini_config, head, in_batch):
+    """cmcl_encoding: joint (paper section 3.1): for every candidate pair (V, W') one pass over the concatenated
+    {[IMG], v1..vt, [CLS], w1..wn, [SEP]}, d = cos(FC(h[IMG]), FC(h[CLS])); equation 1 over the pair's own texts
+    (caption, positives, hard negatives) - plus the other pairs' texts only with in-batch negatives. Recomputed here
+    pair by pair from UNPADDED sequences (so the masking of padded rows is checked too)."""
+    import paddle
+
+    from unimo.pretrain.model import UnimoForPretraining
+
+    ds = make_dataset(mini, images, tokenizer, vl_mask_ratio=0.3)
+    batch = PretrainCollator()([ds[i] for i in range(4)])
+    t = {k: paddle.to_tensor(v) for k, v in batch.items() if k.startswith(("pair_", "vl_"))}
+    paddle.seed(0)
+    model = UnimoForPretraining(mini_config, cmcl_head=head, cmcl_temperature=0.2, cmcl_in_batch_negatives=in_batch,
+                                streams=["pair"], vl_weight=0.0)
+    model.eval()  # no dropout: the hand computation sees the same network
+    total, parts = model(**t)
+    pos, own = batch["pair_positive"], batch["pair_owner"]
+    cand = own | pos | (batch["pair_candidate"] if in_batch else False)
+    if not in_batch:  # the other pairs' captions are in-batch candidates of the dual loss, not of equation 1
+        assert (batch["pair_candidate"] & ~cand).any()
+    rows = batch["pair_image_features"].shape[1]
+    s = np.full(cand.shape, np.nan)
+    with paddle.no_grad():
+        for i, k in zip(*np.nonzero(cand)):
+            n_img = int(batch["pair_image_attention_mask"][i].sum())
+            n_txt = int(batch["pair_text_attention_mask"][k].sum())
+            seq = model.unimo(input_ids=paddle.to_tensor(batch["pair_text_input_ids"][k:k + 1, :n_txt]),
+                              position_ids=paddle.to_tensor(batch["pair_text_position_ids"][k:k + 1, :n_txt]),
+                              image_features=paddle.to_tensor(batch["pair_image_features"][i:i + 1, :n_img]),
+                              image_locations=paddle.to_tensor(batch["pair_image_locations"][i:i + 1, :n_img]))
+            if head == "fc":
+                a = model.cmcl_fc_image(seq[:, 0]).numpy()[0]
+                b = model.cmcl_fc_text(seq[:, n_img]).numpy()[0]
+            else:
+                a = model.unimo.pool_image(seq).numpy()[0]
+                b = model.unimo.pool_text(seq, text_start=n_img).numpy()[0]
+            s[i, k] = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) / 0.2
+    assert rows >= n_img
+    losses = []
+    for i in range(len(cand)):
+        c = np.flatnonzero(cand[i])
+        lse = np.log(np.exp(s[i, c]).sum())
+        losses.append(np.mean([lse - s[i, k] for k in np.flatnonzero(pos[i])]))
+    assert float(parts["cmcl"]) == pytest.approx(float(np.mean(losses)), rel=2e-5, abs=2e-5)
+    model.train()
+    total, _ = model(**t)
+    total.backward()
+    trained = ["cmcl_fc_image", "cmcl_fc_text"] if head == "fc" else ["unimo.pooled_fc_image", "unimo.pooled_fc_text"]
+    grads = {n: p.grad for n, p in model.named_parameters() if n.startswith(tuple(trained))}
+    assert grads and all(g is not None and float(g.abs().sum()) > 0 for g in grads.values()), sorted(grads)
 
 
 def test_unused_parameters_are_frozen_or_anchored(mini, images, tokenizer, mini_config):
@@ -581,8 +635,8 @@ def test_joint_pretraining_lowers_every_loss(demo, tokenizer, tiny_config):
 
 
 def test_cmcl_aligns_held_out_pairs(demo, tokenizer, tiny_config):
-    """CMCL alone (80 steps of 16 pairs, tiny model from scratch): zero-shot retrieval by CMCL similarity on the 30
-    held-out test images (150 captions) is far above chance."""
+    """Dual CMCL alone (80 steps of 16 pairs, tiny model from scratch): zero-shot retrieval by CMCL similarity on
+    the 30 held-out test images (150 captions) is far above chance."""
     import paddle
 
     from unimo.pretrain.eval_retrieval import cmcl_retrieval
@@ -592,7 +646,8 @@ def test_cmcl_aligns_held_out_pairs(demo, tokenizer, tiny_config):
     ds, imgs = _demo_dataset(demo, tokenizer, steps * items, items, text_per_item=0, image_per_item=0)
     paddle.seed(0)
     model = UnimoForPretraining(tiny_config.copy(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-                                streams=["pair"], cmcl_head="fc", cmcl_temperature=0.1, vl_weight=0.0)
+                                streams=["pair"], cmcl_head="fc", cmcl_temperature=0.1, vl_weight=0.0,
+                                cmcl_encoding="dual")
     history = _train(model, ds, items, steps)
     assert set(history) == {"cmcl"} and np.mean(history["cmcl"][-10:]) < np.mean(history["cmcl"][:10]) - 0.5
     metrics = cmcl_retrieval(model, str(demo / "coco" / "captions_test.jsonl"), imgs, tokenizer, 32)

@@ -38,7 +38,8 @@ image (visual learning)            ``image_features`` [B, N, D] (masked rows zer
 pair, contrastive (CMCL)           ``pair_image_features``/``_locations``/``_attention_mask`` (unmasked images),
                                    ``pair_text_input_ids``/``_position_ids``/``_attention_mask`` [K, Lk] (the
                                    distinct texts of the batch: captions, positives, hard negatives),
-                                   ``pair_positive`` / ``pair_candidate`` [B, K] bool
+                                   ``pair_positive`` / ``pair_candidate`` [B, K] bool, ``pair_owner`` [B, K]
+                                   (text k was made for pair b: caption, positives, own hard negatives)
 pair, masked modelling (vl)        ``vl_input_ids``/``vl_position_ids`` [B, Lc] (span-masked caption), ``vl_image_
                                    features`` [B, N, D] (region-masked), locations = ``pair_image_locations``,
                                    ``vl_attention_mask`` [B, N + Lc] (validity row; full cross-modal attention),
@@ -798,12 +799,13 @@ class PretrainCollator:
                     describes[k].add(img)
                 owners[k].add(b)
         image_ids = [e["image_id"] for e in examples]
+        # the texts made for pair b: its caption, positives and rewritten hard negatives (joint CMCL's candidates)
+        mine = np.array([[b in owners[k] for k in range(len(texts))] for b in range(len(examples))], dtype=bool)
         positive = np.array([[img in describes[k] for k in range(len(texts))] for img in image_ids], dtype=bool)
         if self.share_negatives:
             candidate = np.ones_like(positive)
         else:  # in-batch negatives = every text describing some image of the batch, plus the image's own rewrites
             describes_batch = np.array([bool(describes[k] & set(image_ids)) for k in range(len(texts))])
-            mine = np.array([[b in owners[k] for k in range(len(texts))] for b in range(len(examples))], dtype=bool)
             candidate = describes_batch[None, :] | mine
         ids_of: dict[str, np.ndarray] = {}
         for e in examples:
@@ -825,7 +827,7 @@ class PretrainCollator:
         tg = _region_targets([e["vl_image"] for e in examples], n_img, 0, n_img + lc, st["features"].shape[2])
         return {"pair_image_features": st["features"], "pair_image_locations": st["locations"],
                 "pair_image_attention_mask": st["valid"], "pair_text_input_ids": tid, "pair_text_position_ids": tpos,
-                "pair_text_attention_mask": tvalid, "pair_positive": positive, "pair_candidate": candidate,
+                "pair_text_attention_mask": tvalid, "pair_positive": positive, "pair_candidate": candidate, "pair_owner": mine,
                 "vl_input_ids": vl_ids, "vl_position_ids": vl_pos, "vl_image_features": vl_img["features"],
                 "vl_attention_mask": np.concatenate([vl_img["valid"], txt_valid], axis=1),
                 "vl_lm_positions": lm_pos, "vl_lm_ids": lm_ids, **{f"vl_{k}": v for k, v in tg.items()}}

@@ -13,13 +13,21 @@ Design (the paper leaves it open for a single-stream model):
 * visual learning - ``[IMG ; regions]`` alone; masked rows -> ``mrfr_fc`` (FC to the feature size, L2 summed over
   the feature dimension and averaged over masked regions, equation 2) and ``mrc_fc`` (FC to ``image_class_size``,
   CE against the detector's class or KL against its distribution with ``image_use_soft_label``).
-* cross-modal contrastive learning - the image is encoded *alone* (``[IMG ; regions]``) and every text *alone*
-  (``[CLS] text [SEP]``); h[IMG] and h[CLS] go through an FC into the shared space (``cmcl_head="pooler"``: the
-  official poolers, fc + ReLU, which the fine-tuning heads use; ``"fc"``: separate linear FCs ``cmcl_fc_image`` /
-  ``cmcl_fc_text``) and equation 1 is computed by :func:`unimo.pretrain.losses.cmcl_loss` over the distinct texts of
-  the batch (positives: the caption and its rewrites; negatives: rewritten hard negatives + the other images' texts).
-  Separate encodings keep the similarity free of cross-attention leakage between the image and the candidate text,
-  and score B images x K texts with B + K encoder passes instead of B x K joint ones.
+* cross-modal contrastive learning (``cmcl_encoding``):
+
+  - ``joint`` (default; paper section 3.1: "its visual features and textual tokens are concatenated as a sequence
+    {[IMG], v1, ..., vt, [CLS], w1, ..., wn, [SEP]}. Then the sequence is feed into the multi-layer Transformer ...
+    We extract the representation of [IMG] and [CLS] ... transformed into the same embedding space by an FC layer
+    and cosine similarity between them is calculated"): one joint pass per candidate pair (V, W'), d(V, W') =
+    cos(FC(h[IMG]), FC(h[CLS])) of that pass, equation 1 over W+ (the caption and its back-translation positives)
+    and W- (the pair's rewritten hard negatives); in-batch negatives only with ``cmcl_in_batch_negatives``
+    (equation 1 has none). B pairs with P + N candidates cost B x (P + N) joint passes.
+  - ``dual`` (the scalable alternative): the image encoded *alone* (``[IMG ; regions]``), every distinct text of the
+    batch *alone* (``[CLS] text [SEP]``), B + K passes, and the other images' texts as in-batch negatives.
+
+  The FC is ``cmcl_head="pooler"`` (the official poolers, fc + ReLU, which the fine-tuning heads read, so they are
+  trained) or ``"fc"`` (separate linear FCs ``cmcl_fc_image`` / ``cmcl_fc_text``; the poolers then stay at their
+  initialisation); equation 1 is :func:`unimo.pretrain.losses.cmcl_loss` / ``_multi_positive_nce``.
 * masked modelling on pairs - the joint ``[IMG ; regions ; CLS caption SEP]`` with full cross-modal attention,
   ``vl_mask_ratio`` of caption tokens (span masking) and of regions masked: ``vl_mlm``, ``vl_mrfr``, ``vl_mrc``.
 
@@ -52,8 +60,14 @@ class UnimoForPretraining(UnimoPretrainedModel):
                  image_weight: float = 1.0, pair_weight: float = 1.0, cmcl_weight: float = 1.0,
                  vl_weight: float = 1.0, mrfr_weight: Optional[float] = None,
                  image_predict_feature: Optional[bool] = None, image_predict_class: Optional[bool] = None,
-                 image_use_soft_label: Optional[bool] = None, label_smoothing: float = 0.0):
+                 image_use_soft_label: Optional[bool] = None, label_smoothing: float = 0.0,
+                 cmcl_encoding: str = "joint", cmcl_in_batch_negatives: bool = False):
         super().__init__()
+        if cmcl_encoding not in ("joint", "dual"):
+            raise ValueError(f"cmcl_encoding must be 'joint' or 'dual', got {cmcl_encoding!r}")
+        if cmcl_encoding == "joint" and cmcl_symmetric:
+            raise ValueError("cmcl_symmetric (text -> image) is defined for the dual encoding only")
+        self.cmcl_encoding, self.cmcl_in_batch_negatives = cmcl_encoding, bool(cmcl_in_batch_negatives)
         bad = [s for s in streams if s not in STREAMS]
         if bad or not streams:
             raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {list(streams)}")
@@ -103,7 +117,8 @@ class UnimoForPretraining(UnimoPretrainedModel):
                 "image_weight": self.image_weight, "pair_weight": self.pair_weight, "cmcl_weight": self.cmcl_weight,
                 "vl_weight": self.vl_weight, "mrfr_weight": self.mrfr_weight,
                 "image_predict_feature": self.predict_feature, "image_predict_class": self.predict_class,
-                "image_use_soft_label": self.soft_label, "label_smoothing": self.label_smoothing}
+                "image_use_soft_label": self.soft_label, "label_smoothing": self.label_smoothing,
+                "cmcl_encoding": self.cmcl_encoding, "cmcl_in_batch_negatives": self.cmcl_in_batch_negatives}
 
     def official_name_map(self) -> dict[str, str]:
         """Backbone and LM head have official names; the region and CMCL heads never existed in the release."""
@@ -189,6 +204,43 @@ class UnimoForPretraining(UnimoPretrainedModel):
             return self.unimo.pool_text(sequence_output)
         return self.cmcl_fc_text(sequence_output[:, 0])
 
+    def joint_scores(self, image_features: paddle.Tensor, image_locations: paddle.Tensor, image_valid: paddle.Tensor,
+                     input_ids: paddle.Tensor, position_ids: paddle.Tensor, text_valid: paddle.Tensor,
+                     image_index: paddle.Tensor, text_index: paddle.Tensor) -> paddle.Tensor:
+        """cos(FC(h[IMG]), FC(h[CLS])) of one joint pass ``[IMG ; regions ; CLS text SEP]`` per (image, text) pair
+        ``(image_index[m], text_index[m])`` (paper section 3.1); returns [M] cosine similarities."""
+        img = paddle.gather(image_features, image_index, axis=0)
+        loc = paddle.gather(image_locations, image_index, axis=0)
+        valid = paddle.concat([paddle.gather(image_valid, image_index, axis=0).astype("float32"),
+                               paddle.gather(text_valid, text_index, axis=0).astype("float32")], axis=1)
+        seq = self.unimo(input_ids=paddle.gather(input_ids, text_index, axis=0),
+                         position_ids=paddle.gather(position_ids, text_index, axis=0), image_features=img,
+                         image_locations=loc, attention_mask=valid)
+        rows = int(image_features.shape[1])
+        a = self.project_images(seq[:, :rows])
+        b = self.project_texts(seq[:, rows:])
+        return paddle.nn.functional.cosine_similarity(a, b, axis=-1)
+
+    def _cmcl_joint(self, batch: dict[str, paddle.Tensor]) -> paddle.Tensor:
+        positive = batch["pair_positive"].astype("bool")
+        candidate = paddle.logical_or(batch["pair_owner"].astype("bool"), positive)
+        if self.cmcl_in_batch_negatives:
+            candidate = paddle.logical_or(candidate, batch["pair_candidate"].astype("bool"))
+        b, k = int(positive.shape[0]), int(positive.shape[1])
+        pairs = paddle.nonzero(candidate)  # [M, 2] (image, text)
+        cos = self.joint_scores(batch["pair_image_features"], batch["pair_image_locations"],
+                                batch["pair_image_attention_mask"], batch["pair_text_input_ids"],
+                                batch["pair_text_position_ids"], batch["pair_text_attention_mask"], pairs[:, 0],
+                                pairs[:, 1])
+        flat = pairs[:, 0] * k + pairs[:, 1]
+        scores = paddle.scatter(paddle.zeros([b * k], dtype=cos.dtype), flat, cos / self.cmcl_temperature)
+        from .losses import _multi_positive_nce
+
+        per_image, has_pos = _multi_positive_nce(scores.reshape([b, k]), positive, candidate)
+        if not bool(has_pos.any()):
+            raise ValueError("cmcl: no image has a positive text (check pair_positive)")
+        return (per_image * has_pos).sum() / has_pos.sum()
+
     def embed_images(self, image_features: paddle.Tensor, image_locations: paddle.Tensor,
                      image_attention_mask: Optional[paddle.Tensor] = None) -> paddle.Tensor:
         return self.project_images(self.unimo(image_features=image_features, image_locations=image_locations,
@@ -264,15 +316,18 @@ class UnimoForPretraining(UnimoPretrainedModel):
             raise ValueError("pair batch given to a model built without the pair stream")
         loss = None
         if self.use_cmcl:
-            img = self.embed_images(batch["pair_image_features"], batch["pair_image_locations"],
-                                    batch["pair_image_attention_mask"])
-            txt = self.embed_texts(batch["pair_text_input_ids"], batch["pair_text_position_ids"],
-                                   batch["pair_text_attention_mask"])
+            if self.cmcl_encoding == "joint":
+                cmcl = self._cmcl_joint(batch)
+            else:
+                img = self.embed_images(batch["pair_image_features"], batch["pair_image_locations"],
+                                        batch["pair_image_attention_mask"])
+                txt = self.embed_texts(batch["pair_text_input_ids"], batch["pair_text_position_ids"],
+                                       batch["pair_text_attention_mask"])
+                cmcl = cmcl_loss(img, txt, batch["pair_positive"], batch["pair_candidate"], self.cmcl_temperature,
+                                 symmetric=self.cmcl_symmetric)
             used |= {"image_embed", "text_embed"}
             used |= {"pooler_image", "pooler_text"} if self.cmcl_head == "pooler" else {"cmcl_fc_image",
                                                                                        "cmcl_fc_text"}
-            cmcl = cmcl_loss(img, txt, batch["pair_positive"], batch["pair_candidate"], self.cmcl_temperature,
-                             symmetric=self.cmcl_symmetric)
             parts["cmcl"] = cmcl
             loss = cmcl * self.cmcl_weight
         if self.vl_weight > 0:

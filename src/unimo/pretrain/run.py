@@ -51,7 +51,10 @@ class PretrainConfig(TrainingConfig, ModelConfig, PretrainDataConfig):
     image_use_soft_label: Optional[bool] = None
     image_predict_feature: Optional[bool] = None
     # losses
-    cmcl_head: str = "fc"
+    cmcl_encoding: str = "joint"  # joint: paper section 3.1, one pass per candidate pair; dual: separate encodings
+    cmcl_in_batch_negatives: bool = False  # joint only: also the other pairs' texts (equation 1 has none)
+    cmcl_head: str = "pooler"  # "an FC layer": the official poolers (trained; the fine-tuning heads read them)
+    # or fc: separate linear FCs (the poolers then keep their initialisation)
     cmcl_temperature: float = 0.07
     cmcl_symmetric: bool = False
     text_weight: float = 1.0
@@ -69,6 +72,9 @@ class PretrainConfig(TrainingConfig, ModelConfig, PretrainDataConfig):
         for key in ("text_weight", "image_weight", "pair_weight", "cmcl_weight", "vl_weight", "label_smoothing"):
             self.require(getattr(self, key) >= 0, key, "must be >= 0")
         self.require(self.cmcl_temperature > 0, "cmcl_temperature", "must be > 0")
+        self.require(self.cmcl_encoding in ("joint", "dual"), "cmcl_encoding", "must be joint or dual")
+        self.require(not (self.cmcl_encoding == "joint" and self.cmcl_symmetric), "cmcl_symmetric",
+                     "the text -> image direction is defined for cmcl_encoding: dual only")
 
     TEXT_LENGTH_KEYS = ("max_text_len", "max_caption_len")
 
@@ -176,7 +182,9 @@ def build(cfg: "PretrainConfig") -> dict[str, Any]:
     collator = PretrainCollator(share_negatives=dcfg.cmcl_share_negatives)
 
     streams = [s for s in STREAMS if dcfg.per_item(s) > 0]
-    kwargs = dict(streams=streams, cmcl_head=cfg.cmcl_head, cmcl_temperature=float(cfg.cmcl_temperature),
+    kwargs = dict(streams=streams, cmcl_encoding=cfg.cmcl_encoding,
+                  cmcl_in_batch_negatives=cfg.cmcl_in_batch_negatives, cmcl_head=cfg.cmcl_head,
+                  cmcl_temperature=float(cfg.cmcl_temperature),
                   cmcl_symmetric=bool(cfg.cmcl_symmetric), text_weight=float(cfg.text_weight),
                   image_weight=float(cfg.image_weight), pair_weight=float(cfg.pair_weight),
                   cmcl_weight=float(cfg.cmcl_weight), vl_weight=float(cfg.vl_weight),
