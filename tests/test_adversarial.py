@@ -57,8 +57,7 @@ def _batch(kind: str, config, seed: int = 0) -> dict[str, paddle.Tensor]:
             for j in range(n - 1):  # the token at caption position j predicts j + 1
                 positions.append(b * (R + T) + R + j)
                 labels.append(batch["input_ids"][b, j + 1])
-        batch.update(labels=np.array(labels), label_positions=np.array(positions),
-                     label_smoothing=np.array([0.1], np.float32))
+        batch.update(labels=np.array(labels), label_positions=np.array(positions))
     elif kind == "ve":
         batch["labels"] = np.array([0, 2])
     else:  # vqa soft scores
@@ -69,15 +68,14 @@ def _batch(kind: str, config, seed: int = 0) -> dict[str, paddle.Tensor]:
 def _model(kind: str, config):
     paddle.seed(7)
     if kind == "generation":
-        return UnimoForGeneration(config)
+        return UnimoForGeneration(config, label_smoothing=0.1)
     if kind == "ve":
         return UnimoForVisualEntailment(config, hidden=32)
     return UnimoForVQA(config, num_answers=7)
 
 
 def _plain_loss(model, batch) -> float:
-    out = model(**batch)
-    return float(out[0] if isinstance(out, tuple) else out)
+    return float(model(**batch).loss)
 
 
 # ------------------------------------------------------------------------------------------- hand-checkable values
@@ -135,8 +133,7 @@ def test_matches_independent_step_by_step_computation(config):
     v_delta *= (mag / np.sqrt(i_valid.sum(1) * config.image_embedding_size))[:, None, None]
 
     def logits(**delta):
-        seq = ref.unimo(**{k2: v for k2, v in batch.items() if k2 not in ("labels", "label_positions",
-                                                                            "label_smoothing")}, **delta)
+        seq = ref.unimo(**{k2: v for k2, v in batch.items() if k2 not in ("labels", "label_positions")}, **delta)
         hidden = paddle.gather(seq.reshape([-1, seq.shape[-1]]), batch["label_positions"], axis=0)
         return ref.lm_head(hidden)
 
@@ -155,9 +152,9 @@ def test_matches_independent_step_by_step_computation(config):
     for _ in range(k):
         td = paddle.to_tensor(t_delta.astype(np.float32), stop_gradient=False)
         vd = paddle.to_tensor(v_delta.astype(np.float32), stop_gradient=False)
-        lt = ref(**batch, text_embedding_delta=td) / k  # the model's own label-smoothed loss
-        li = ref(**batch, image_feature_delta=vd) / k
-        lp = ref(**batch) / k
+        lt = ref(**batch, text_embedding_delta=td).loss / k  # the model's own label-smoothed loss
+        li = ref(**batch, image_feature_delta=vd).loss / k
+        lp = ref(**batch).loss / k
         gt = paddle.grad(lt, td, retain_graph=True)[0].numpy()
         gi = paddle.grad(li, vd, retain_graph=True)[0].numpy()
         pure_logits = logits()
@@ -169,6 +166,33 @@ def test_matches_independent_step_by_step_computation(config):
     assert got_total == pytest.approx(float(expected), rel=1e-5)
     want_grad = ref.unimo.pre_encoder_layer_norm.weight.grad.numpy()
     assert np.abs(got_grad - want_grad).max() <= 1e-4 * max(1.0, np.abs(want_grad).max())
+
+
+@pytest.mark.parametrize("kind", ["generation", "ve", "vqa"])
+def test_every_pass_is_the_task_models_own_forward(kind, config, monkeypatch):
+    """No second copy of the heads: each of the 3 passes per step calls the task model's forward, with the text
+    delta, the image delta, or neither, and the total is built from the outputs it returned."""
+    model = _model(kind, config)
+    batch = _batch(kind, config)
+    calls, losses = [], []
+    forward = model.forward
+
+    def spy(**kwargs):
+        calls.append(tuple(k for k in ("text_embedding_delta", "image_feature_delta") if kwargs.get(k) is not None))
+        out = forward(**kwargs)
+        losses.append(float(out.loss))
+        return out
+
+    monkeypatch.setattr(model, "forward", spy)
+    wrapper = VillaWrapper(model, adv_steps=2, adv_lr=0.1, adv_init_mag=0.4)
+    wrapper.train()
+    total, parts = wrapper(**batch)
+    assert calls == [("text_embedding_delta",), ("image_feature_delta",), ()] * 2
+    assert float(parts["adv_text"]) == pytest.approx((losses[0] + losses[3]) / 2, rel=1e-6)
+    assert float(parts["adv_image"]) == pytest.approx((losses[1] + losses[4]) / 2, rel=1e-6)
+    assert float(parts["pure"]) == pytest.approx((losses[2] + losses[5]) / 2, rel=1e-6)
+    with pytest.raises(ValueError, match="VILLA makes the perturbations itself"):
+        wrapper(**batch, text_embedding_delta=paddle.zeros([B, T, config.hidden_size]))
 
 
 def test_gradient_ascent_raises_the_perturbed_losses(config):
@@ -276,15 +300,16 @@ def test_wrapper_is_the_inner_model_outside_training(kind, config, tmp_path):
     assert unwrap_model(wrapper) is model
     wrapper.eval()
     out_w, out_m = wrapper(**batch), model(**batch)
-    first = (lambda o: o[0] if isinstance(o, tuple) else o)  # noqa: E731
-    assert float(first(out_w)) == float(first(out_m))
+    assert type(out_w) is type(out_m)
+    assert float(out_w.loss) == float(out_m.loss)
+    np.testing.assert_array_equal(out_w.logits.numpy(), out_m.logits.numpy())
     # checkpoints are the plain model's: they load strictly into the plain class
     wrapper.save_pretrained(str(tmp_path / "ckpt"))
     loaded = type(model).from_pretrained(str(tmp_path / "ckpt"), strict=True)
     again = VillaWrapper.from_pretrained(str(tmp_path / "ckpt"))
     assert type(again) is type(model)
     loaded.eval()
-    assert float(first(loaded(**batch))) == pytest.approx(float(first(out_m)), rel=1e-6)
+    assert float(loaded(**batch).loss) == pytest.approx(float(out_m.loss), rel=1e-6)
     # set_state_dict goes to the inner model
     zeros = {k: paddle.zeros_like(v) for k, v in model.state_dict().items()}
     wrapper.set_state_dict(zeros)

@@ -1,5 +1,6 @@
 """Attention masks: exact values on small cases, checked against the official construction rules."""
 import numpy as np
+import pytest
 
 from unimo import masks
 
@@ -48,3 +49,21 @@ def test_pad_and_stack():
     out = masks.pad_and_stack([np.ones((2, 2)), np.ones((3, 3))])
     assert out.shape == (2, 3, 3)
     assert out[0].tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def test_bidirectional_batch_equals_the_per_row_and_broadcast_constructions():
+    """The tasks' padded-batch masks (text understanding, [image ; text] pairs, decoding sources) used to be built
+    by hand as valid[:, :, None] * valid[:, None, :]: same values and dtype, and each row is bidirectional(row)."""
+    rng = np.random.default_rng(0)
+    valid = (rng.random((4, 7)) < 0.7).astype(np.float32)
+    valid[:, 0] = 1.0
+    out = masks.bidirectional_batch(valid)
+    assert out.dtype == np.float32 and out.shape == (4, 7, 7)
+    np.testing.assert_array_equal(out, valid[:, :, None] * valid[:, None, :])
+    np.testing.assert_array_equal(out, np.stack([masks.bidirectional(v) for v in valid]))
+    # image + text validity concatenated (MultimodalTask.pack) is the cross-modal mask of each example
+    img, txt = valid[:, :3], valid[:, 3:]
+    np.testing.assert_array_equal(out, np.stack([masks.cross_modal(i, t) for i, t in zip(img, txt)]))
+    assert masks.bidirectional_batch([[1, 1, 0]]).tolist() == [[[1, 1, 0], [1, 1, 0], [0, 0, 0]]]
+    with pytest.raises(ValueError, match="batch, length"):
+        masks.bidirectional_batch([1, 1, 0])

@@ -6,9 +6,10 @@ import paddle
 import pytest
 
 from unimo import masks
-from unimo.model.modeling import (UnimoForGeneration, UnimoForRetrieval, UnimoForSequenceClassification,
-                                  UnimoForVisualEntailment, UnimoForVQA, UnimoModel,
-                                  circle_loss, label_smoothed_cross_entropy)
+from unimo.model.modeling import (UnimoClassificationOutput, UnimoForGeneration, UnimoForRetrieval,
+                                  UnimoForSequenceClassification, UnimoForVisualEntailment, UnimoForVQA,
+                                  UnimoGenerationOutput, UnimoModel, UnimoOutput, UnimoRetrievalOutput,
+                                  UnimoVQAOutput, circle_loss, label_smoothed_cross_entropy)
 
 
 @pytest.fixture()
@@ -176,7 +177,7 @@ def test_recompute_gives_the_same_loss_and_gradients(tiny_config):
         model.unimo.enable_recompute = on
         model.clear_gradients()
         calls.clear()
-        loss, _ = model(**inputs)
+        loss = model(**inputs).loss
         loss.backward()
         results.append((float(loss), {n: p.grad.numpy().copy() for n, p in model.named_parameters()
                                       if p.grad is not None}, len(calls)))
@@ -186,3 +187,120 @@ def test_recompute_gives_the_same_loss_and_gradients(tiny_config):
     assert grads_a.keys() == grads_b.keys() and len(grads_a) > 20
     for name in grads_a:
         np.testing.assert_allclose(grads_a[name], grads_b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+# ------------------------------------------------------------------------------------------- the output contract
+def _pair_inputs(cfg, b: int = 2, regions: int = 3, length: int = 5, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    valid = np.ones((b, regions + length), np.float32)
+    valid[-1, -1] = 0  # one padded text position
+    ids = rng.integers(5, 100, (b, length))
+    ids[-1, -1] = 1
+    return {"input_ids": _t(ids), "position_ids": _t(np.tile(np.arange(2, 2 + length), (b, 1))),
+            "image_features": _t(rng.normal(size=(b, regions, cfg.image_embedding_size)), "float32"),
+            "image_locations": _t(rng.random((b, regions, 5)), "float32"),
+            "attention_mask": _t(masks.bidirectional_batch(valid), "float32")}
+
+
+def test_every_task_model_returns_its_output_dataclass(tiny_config):
+    """One output object per task model: ``loss`` None without labels, the loss with them, and the logits/scores
+    either way; the set fields are also mapping items (paddle.DataParallel collects output tensors from dicts)."""
+    cfg = tiny_config.copy(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    paddle.seed(0)
+    pair = _pair_inputs(cfg)
+    text = {k: pair[k] for k in ("input_ids", "position_ids")}
+    cases = [
+        (UnimoForSequenceClassification(cfg, num_labels=3), text, {"labels": _t([0, 2])},
+         UnimoClassificationOutput, "logits", [2, 3]),
+        (UnimoForSequenceClassification(cfg, num_labels=1), text, {"labels": _t([0.5, -1.0], "float32")},
+         UnimoClassificationOutput, "logits", [2, 1]),
+        (UnimoForVisualEntailment(cfg, hidden=16), pair, {"labels": _t([1, 0])}, UnimoClassificationOutput,
+         "logits", [2, 3]),
+        (UnimoForVQA(cfg, num_answers=7), pair, {"labels": _t(np.full((2, 7), 0.3), "float32")}, UnimoVQAOutput,
+         "logits", [2, 7]),
+        (UnimoForRetrieval(cfg, negative_images=1, negative_captions=0), pair, {"labels": _t([1, 0])},
+         UnimoRetrievalOutput, "scores", [2]),
+        (UnimoForGeneration(cfg, label_smoothing=0.1), pair,
+         {"labels": _t([7, 8, 9]), "label_positions": _t([3, 4, 9])}, UnimoGenerationOutput, "logits",
+         [3, cfg.vocab_size]),
+    ]
+    for model, inputs, labels, out_cls, field, shape in cases:
+        model.eval()
+        name = type(model).__name__
+        plain = model(**inputs)
+        assert type(plain) is out_cls and isinstance(plain, UnimoOutput), name
+        assert plain.loss is None and "loss" not in plain, name
+        out = model(**inputs, **labels)
+        assert type(out) is out_cls and out.loss is not None and out.loss.shape == [], name
+        assert getattr(out, field).shape == shape and sorted(out) == sorted(["loss", field] + (
+            ["sequence_output"] if out_cls is UnimoGenerationOutput else [])), name
+        assert out["loss"] is out.loss, name
+        if out_cls is not UnimoGenerationOutput:  # the loss does not change what the head outputs
+            np.testing.assert_array_equal(getattr(plain, field).numpy(), getattr(out, field).numpy())
+    # generation without label positions: LM logits at every position, next to the sequence output
+    gen = cases[-1][0]
+    full = gen(**pair)
+    assert full.logits.shape == [2, 8, cfg.vocab_size] and full.sequence_output.shape == [2, 8, cfg.hidden_size]
+    at = gen(**pair, label_positions=_t([3, 4, 9]))
+    flat = full.logits.numpy().reshape(-1, cfg.vocab_size)[[3, 4, 9]]
+    np.testing.assert_allclose(at.logits.numpy(), flat, rtol=1e-5, atol=1e-5)
+    assert at.loss is None
+    with pytest.raises(ValueError, match="label_positions"):
+        gen(**pair, labels=_t([7, 8, 9]))
+
+
+def test_loss_constants_are_constructor_arguments_saved_with_the_checkpoint(tiny_config, tmp_path):
+    """Label smoothing and the retrieval group / circle-loss margins are model arguments (no batch tensor), and
+    from_pretrained of a saved task model restores them."""
+    cfg = tiny_config.copy(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    pair = _pair_inputs(cfg, b=2)
+    positions, labels = _t([3, 4, 5]), _t([7, 8, 9])
+    paddle.seed(1)
+    gen = UnimoForGeneration(cfg, label_smoothing=0.2)
+    gen.eval()
+    logits = gen(**pair, label_positions=positions).logits
+    loss = float(gen(**pair, labels=labels, label_positions=positions).loss)
+    assert loss == pytest.approx(float(label_smoothed_cross_entropy(logits, labels, 0.2)), rel=1e-6)
+    assert abs(loss - float(label_smoothed_cross_entropy(logits, labels, 0.0))) > 1e-3
+    with pytest.raises(TypeError, match="label_smoothing"):  # the old per-batch tensor is refused
+        gen(**pair, labels=labels, label_positions=positions, label_smoothing=_t([0.1], "float32"))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        UnimoForGeneration(cfg, label_smoothing=1.0)
+    gen.save_pretrained(str(tmp_path / "gen"))
+    again = UnimoForGeneration.from_pretrained(str(tmp_path / "gen"))
+    again.eval()
+    assert again.label_smoothing == 0.2
+    assert float(again(**pair, labels=labels, label_positions=positions).loss) == pytest.approx(loss, rel=1e-6)
+
+    ret = UnimoForRetrieval(cfg, margin=0.3, scale=2.0, negative_images=2, negative_captions=1)
+    assert ret.group_size == 4
+    ret.save_pretrained(str(tmp_path / "ret"))
+    back = UnimoForRetrieval.from_pretrained(str(tmp_path / "ret"))
+    assert (back.margin, back.scale, back.negative_images, back.negative_captions) == (0.3, 2.0, 2, 1)
+    with pytest.raises(ValueError, match="negatives"):
+        UnimoForRetrieval(cfg, negative_images=0, negative_captions=0)
+
+
+def test_retrieval_loss_over_the_group_layout(tiny_config):
+    """Rows [positive, negative images..., negative captions...] per group: the mean of the circle losses against
+    each negative kind (official), or the one kind present; labels must be in that layout."""
+    cfg = tiny_config.copy(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    paddle.seed(2)
+    model = UnimoForRetrieval(cfg, margin=0.2, scale=1.0, negative_images=2, negative_captions=1)
+    model.eval()
+    inputs = _pair_inputs(cfg, b=8, seed=3)  # 2 groups of 4
+    labels = _t([1, 0, 0, 0] * 2)
+    out = model(**inputs, labels=labels)
+    s = out.scores.numpy().astype(np.float64).reshape(2, 4)
+    sp = _t(s[:, :1], "float64")
+    want = (float(circle_loss(sp, _t(s[:, 1:3], "float64"))) + float(circle_loss(sp, _t(s[:, 3:], "float64")))) / 2
+    assert float(out.loss) == pytest.approx(want, rel=1e-6)
+    only_images = UnimoForRetrieval(cfg, negative_images=3, negative_captions=0)
+    only_images.set_state_dict(model.state_dict())
+    only_images.eval()
+    got = float(only_images(**inputs, labels=labels).loss)
+    assert got == pytest.approx(float(circle_loss(sp, _t(s[:, 1:], "float64"))), rel=1e-6)
+    with pytest.raises(ValueError, match="groups of 4"):
+        model(**_pair_inputs(cfg, b=6), labels=_t([1, 0, 0, 0, 1, 0]))
+    with pytest.raises(ValueError, match="1 for the first row"):
+        model(**inputs, labels=_t([0, 1, 0, 0] * 2))

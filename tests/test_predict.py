@@ -116,7 +116,7 @@ def _pair_output(model, tokenizer, store_path: str, image_id: str, text: str, ma
         out = model(input_ids=paddle.to_tensor([ids]), position_ids=paddle.to_tensor([list(range(2, 2 + len(ids)))]),
                     image_features=paddle.to_tensor(feats[None]), image_locations=paddle.to_tensor(locs[None]),
                     attention_mask=paddle.ones([1, n, n], "float32"))
-    return out.numpy()[0]
+    return (out.scores if hasattr(out, "scores") else out.logits).numpy()[0]
 
 
 # ------------------------------------------------------------------------------------------------ captioning

@@ -96,8 +96,9 @@ def test_roberta_mlm_logits_match_hf_through_cli(hf, tmp_path, capsys):
     assert json.loads((out / "conversion_report.json").read_text())["counts"] == report["counts"]
     model = UnimoForGeneration.from_pretrained(str(out))
     ids, mask = np.load(hf / "input_ids.npy"), np.load(hf / "attention_mask.npy")
-    seq = _run(model, ids, mask)
-    logits = model.lm_head(seq).numpy()
+    out = _run(model, ids, mask)  # the task model's output: sequence output + LM logits at every position
+    seq, logits = out.sequence_output, out.logits.numpy()
+    np.testing.assert_array_equal(logits, model.lm_head(seq).numpy())
     assert np.abs(_valid(seq.numpy(), mask) - _valid(np.load(hf / "mlm_sequence.npy"), mask)).max() <= TOL
     diff = np.abs(_valid(logits, mask) - _valid(np.load(hf / "mlm_logits.npy"), mask)).max()
     assert diff <= TOL, diff

@@ -283,13 +283,13 @@ def test_short_scst_run_raises_cider(demo, compact, tiny_config, tmp_path):
         tgt = e["tgt_ids"]
         xe.append({**e, "tgt_ids": tgt[:-1] + junk + [SEP_ID] if rng.random() < 0.7 else tgt})
     paddle.seed(1)
-    model = UnimoForGeneration(config)
+    model = UnimoForGeneration(config, label_smoothing=task.cfg.label_smoothing)  # 0.1, as the XE stage
     opt = paddle.optimizer.Adam(learning_rate=3e-3, parameters=model.parameters())
     for _ in range(12):  # epochs of cross-entropy training
         order = rng.permutation(len(xe))
         for s in range(0, len(order), 16):
             batch = CaptionTask.collate(task, [xe[i] for i in order[s:s + 16]])
-            loss = model(**{k: paddle.to_tensor(v) for k, v in batch.items()})
+            loss = model(**{k: paddle.to_tensor(v) for k, v in batch.items()}).loss
             loss.backward()
             opt.step()
             opt.clear_grad()
@@ -344,11 +344,9 @@ def test_run_py_end_to_end(demo, dict_dir, repo_root, tmp_path, monkeypatch):
     best checkpoint, final reload): the checkpoints are plain UnimoForGeneration ones."""
     from unimo.eval import coco
     from unimo.finetune import run
-    from unimo.finetune.tasks import register
 
     monkeypatch.setattr(coco, "java_status", lambda: (False, "disabled in this test (speed)"))
     monkeypatch.setenv("UNIMO_VISUALDL", "0")
-    register("img2txt_scst", "scst", "ScstCaptionTask")
     out = tmp_path / "out"
     conf = {"task": "img2txt_scst", "dataset": "demo", "data_dir": str(demo / "coco"),
             "train_file": "captions_train.jsonl", "dev_file": "captions_val.jsonl",

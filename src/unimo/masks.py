@@ -4,7 +4,8 @@ These reproduce the official readers' numpy code (``src/reader/batching.py``, ``
 ``retrieval_reader.py``, ``visual_entailment_reader.py``). The model turns them into an additive bias
 ``(mask - 1) * 1e4``. Everything here is plain numpy so readers can use it without importing the model.
 
-Shapes: single examples are [L, L]; ``pad_and_stack`` builds [B, L_max, L_max] batches (pad rows/cols 0).
+Shapes: single examples are [L, L]; ``pad_and_stack`` builds [B, L_max, L_max] batches (pad rows/cols 0), and
+``bidirectional_batch`` the bidirectional masks of a padded batch directly.
 """
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ def bidirectional(valid: Sequence[int] | np.ndarray) -> np.ndarray:
     """outer(m, m): every valid position sees every valid position (text understanding, retrieval, VE, VQA)."""
     m = np.asarray(valid, dtype=np.float32)
     return np.outer(m, m)
+
+
+def bidirectional_batch(valid: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """[B, L] validity rows -> [B, L, L]: :func:`bidirectional` of each row, for a padded batch (text understanding,
+    [image ; text] for VE/VQA/retrieval, the source pass of decoding)."""
+    v = np.asarray(valid, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"expected [batch, length] validity rows, got shape {v.shape}")
+    return v[:, :, None] * v[:, None, :]
 
 
 def seq2seq(src_len: int, tgt_len: int, total_len: int | None = None) -> np.ndarray:

@@ -9,6 +9,10 @@ Structure (official implementation: ``src/model/unimo_finetune.py`` + ``transfor
 * poolers           text: [CLS] -> fc + ReLU; image: global row -> fc + ReLU
 * LM head           fc + GELU -> LayerNorm -> tied word embedding + own bias
 * task heads        classification / VE / retrieval match / VQA
+* outputs           every task model's ``forward`` returns one dataclass (``UnimoClassificationOutput``,
+                    ``UnimoVQAOutput``, ``UnimoRetrievalOutput``, ``UnimoGenerationOutput``): ``loss`` (None without
+                    labels) + the logits/scores; per-run constants of a loss (label smoothing, retrieval group,
+                    margin) are constructor arguments, saved with the checkpoint
 
 Every parameter corresponds one-to-one to a variable of the official static graph; ``OFFICIAL_NAMES`` (and the
 ``official_name_map`` methods built on it) is the only place where that correspondence is written.
@@ -402,6 +406,64 @@ class UnimoModel(UnimoPretrainedModel):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Outputs: every task model's forward returns one of these
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(eq=False, kw_only=True)
+class UnimoOutput(dict):
+    """Base of the task models' outputs (the HF / PaddleNLP ``ModelOutput`` idea): fields are read as attributes
+    (``out.loss``, ``out.logits``), and the fields that are set are also the object's mapping items. The mapping is
+    not decoration: ``paddle.DataParallel`` looks for a model's output tensors in tuples, lists and dicts only, and
+    its reducer fails on the first backward ("parameter ... has been ready before") when it finds none.
+
+    ``loss`` is None when the batch has no labels; ``loss_parts`` (optional) names partial losses, which the trainer
+    averages and logs per name."""
+
+    loss: Optional[paddle.Tensor] = None
+    loss_parts: Optional[dict[str, paddle.Tensor]] = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in self.__dataclass_fields__:
+            if value is None:
+                self.pop(name, None)
+            else:
+                dict.__setitem__(self, name, value)
+
+
+@dataclass(eq=False, kw_only=True)
+class UnimoClassificationOutput(UnimoOutput):
+    """:class:`UnimoForSequenceClassification` (logits [B, N]; N = 1: the regression value) and
+    :class:`UnimoForVisualEntailment` (logits [B, 3]). ``loss``: softmax CE (regression: mean squared error)."""
+
+    logits: paddle.Tensor
+
+
+@dataclass(eq=False, kw_only=True)
+class UnimoVQAOutput(UnimoOutput):
+    """:class:`UnimoForVQA`: ``logits`` [B, num_answers], one independent sigmoid per answer (the estimated VQA
+    accuracy of the answer); ``loss``: BCE against the soft scores, times the number of answers."""
+
+    logits: paddle.Tensor
+
+
+@dataclass(eq=False, kw_only=True)
+class UnimoRetrievalOutput(UnimoOutput):
+    """:class:`UnimoForRetrieval`: match ``scores`` [B] (higher = better match); ``loss``: the official circle loss
+    over the training groups."""
+
+    scores: paddle.Tensor
+
+
+@dataclass(eq=False, kw_only=True)
+class UnimoGenerationOutput(UnimoOutput):
+    """:class:`UnimoForGeneration`: ``logits`` of the tied LM head at ``label_positions`` [N, V] (at every position,
+    [B, T, V], when none are given), ``sequence_output`` [B, T, H]; ``loss``: label-smoothed CE over the labels."""
+
+    logits: paddle.Tensor
+    sequence_output: paddle.Tensor
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Heads
 # ----------------------------------------------------------------------------------------------------------------
 class UnimoLMHead(nn.Layer):
@@ -431,29 +493,54 @@ def _prefixed(mapping: dict[str, str], prefix: str) -> dict[str, str]:
     return {k: prefix + v for k, v in mapping.items()}
 
 
-class UnimoForGeneration(UnimoPretrainedModel):
-    """Backbone + tied LM head: text seq2seq (CNN/DM, Gigaword, SQuAD-QG, CoQA) and image captioning."""
+def _check_fraction(name: str, value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
 
-    def __init__(self, config: UnimoConfig):
+
+class UnimoForGeneration(UnimoPretrainedModel):
+    """Backbone + tied LM head: text seq2seq (CNN/DM, Gigaword, SQuAD-QG, CoQA) and image captioning.
+
+    ``label_smoothing`` (official ``label_smooth``, 0.1 in the fine-tuning scripts) is a per-run constant of the
+    loss, saved with the checkpoint."""
+
+    def __init__(self, config: UnimoConfig, label_smoothing: float = 0.0):
         super().__init__()
         self.config = config
+        self.label_smoothing = _check_fraction("label_smoothing", label_smoothing)
         self.unimo = UnimoModel(config)
         self.lm_head = UnimoLMHead(config, self.unimo.word_embedding)
+
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing}
 
     def official_name_map(self) -> dict[str, str]:
         return {**backbone_name_map(self.config, "unimo."), **_prefixed(OFFICIAL_NAMES["lm_head"], "lm_head.")}
 
-    def forward(self, labels: Optional[paddle.Tensor] = None, label_positions: Optional[paddle.Tensor] = None,
-                label_smoothing: float = 0.0, **inputs: Any):
-        """Sequence output; with ``labels`` [N] and ``label_positions`` [N] (flattened indices into [B*T], the
-        official ``tgt_pos``), the label-smoothed cross-entropy of the tied LM head at those positions."""
-        seq = self.unimo(**inputs)
-        if labels is None:
-            return seq
+    def forward(self, input_ids: Optional[paddle.Tensor] = None, position_ids: Optional[paddle.Tensor] = None,
+                image_features: Optional[paddle.Tensor] = None, image_locations: Optional[paddle.Tensor] = None,
+                attention_mask: Optional[paddle.Tensor] = None, obj_input_ids: Optional[paddle.Tensor] = None,
+                obj_position_ids: Optional[paddle.Tensor] = None, role_ids: Optional[paddle.Tensor] = None,
+                turn_ids: Optional[paddle.Tensor] = None, text_embedding_delta: Optional[paddle.Tensor] = None,
+                image_feature_delta: Optional[paddle.Tensor] = None, labels: Optional[paddle.Tensor] = None,
+                label_positions: Optional[paddle.Tensor] = None) -> UnimoGenerationOutput:
+        """``label_positions`` [N]: flattened indices into [B*T] (the official ``tgt_pos``) where the LM head is
+        applied; with ``labels`` [N] (the token each position predicts), the label-smoothed cross-entropy.
+        ``text_embedding_delta`` / ``image_feature_delta``: see :meth:`UnimoModel.forward` (VILLA)."""
+        seq = self.unimo(input_ids=input_ids, position_ids=position_ids, image_features=image_features,
+                         image_locations=image_locations, attention_mask=attention_mask, obj_input_ids=obj_input_ids,
+                         obj_position_ids=obj_position_ids, role_ids=role_ids, turn_ids=turn_ids,
+                         text_embedding_delta=text_embedding_delta, image_feature_delta=image_feature_delta)
+        if label_positions is None:
+            if labels is not None:
+                raise ValueError("labels need label_positions (the flattened [B*T] index each label is predicted at)")
+            return UnimoGenerationOutput(logits=self.lm_head(seq), sequence_output=seq)
         hidden = paddle.gather(seq.reshape([-1, seq.shape[-1]]), label_positions.reshape([-1]), axis=0)
-        if isinstance(label_smoothing, paddle.Tensor):  # a batch carries it as a one-element tensor
-            label_smoothing = float(label_smoothing.reshape([-1])[0])
-        return label_smoothed_cross_entropy(self.lm_head(hidden), labels.reshape([-1]), float(label_smoothing))
+        logits = self.lm_head(hidden)
+        loss = None if labels is None else label_smoothed_cross_entropy(logits, labels.reshape([-1]),
+                                                                        self.label_smoothing)
+        return UnimoGenerationOutput(loss=loss, logits=logits, sequence_output=seq)
 
 
 class UnimoForSequenceClassification(UnimoPretrainedModel):
@@ -473,19 +560,22 @@ class UnimoForSequenceClassification(UnimoPretrainedModel):
         return {**backbone_name_map(self.config, "unimo."), **head}
 
     def forward(self, input_ids: paddle.Tensor, position_ids: Optional[paddle.Tensor] = None,
-                attention_mask: Optional[paddle.Tensor] = None, labels: Optional[paddle.Tensor] = None):
-        """Logits [B, N]; with ``labels``, ``(loss, logits)``: softmax CE (classification) or mean squared error
-        (regression, N = 1), as the official heads."""
-        seq = self.unimo(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask)
+                attention_mask: Optional[paddle.Tensor] = None,
+                text_embedding_delta: Optional[paddle.Tensor] = None,
+                labels: Optional[paddle.Tensor] = None) -> UnimoClassificationOutput:
+        """Logits [B, N]; with ``labels``, the loss: softmax CE (classification) or mean squared error (regression,
+        N = 1), as the official heads."""
+        seq = self.unimo(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                         text_embedding_delta=text_embedding_delta)
         pooled = F.dropout(self.unimo.pool_text(seq), self.config.hidden_dropout_prob, training=self.training)
         logits = self.cls_out(pooled)
-        if labels is None:
-            return logits
-        if self.num_labels == 1:
-            loss = F.mse_loss(logits.squeeze(-1), labels.astype(logits.dtype))
-        else:
-            loss = F.cross_entropy(logits, labels.reshape([-1]).astype("int64"))
-        return loss, logits
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1), labels.astype(logits.dtype))
+            else:
+                loss = F.cross_entropy(logits, labels.reshape([-1]).astype("int64"))
+        return UnimoClassificationOutput(loss=loss, logits=logits)
 
 
 class UnimoForVisualEntailment(UnimoPretrainedModel):
@@ -504,49 +594,83 @@ class UnimoForVisualEntailment(UnimoPretrainedModel):
     def official_name_map(self) -> dict[str, str]:
         return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["ve_head"]}
 
-    def forward(self, labels: Optional[paddle.Tensor] = None, **inputs: Any):
-        """Logits [B, 3]; with ``labels``, ``(softmax CE, logits)``. Image rows come first in the sequence."""
-        seq = self.unimo(**inputs)
-        fused = self.unimo.pool_text(seq, inputs["image_features"].shape[1]) + self.unimo.pool_image(seq)
+    def forward(self, input_ids: paddle.Tensor, image_features: paddle.Tensor, image_locations: paddle.Tensor,
+                position_ids: Optional[paddle.Tensor] = None, attention_mask: Optional[paddle.Tensor] = None,
+                text_embedding_delta: Optional[paddle.Tensor] = None,
+                image_feature_delta: Optional[paddle.Tensor] = None,
+                labels: Optional[paddle.Tensor] = None) -> UnimoClassificationOutput:
+        """Logits [B, 3]; with ``labels``, the softmax CE. Image rows come first in the sequence."""
+        seq = self.unimo(input_ids=input_ids, position_ids=position_ids, image_features=image_features,
+                         image_locations=image_locations, attention_mask=attention_mask,
+                         text_embedding_delta=text_embedding_delta, image_feature_delta=image_feature_delta)
+        fused = self.unimo.pool_text(seq, image_features.shape[1]) + self.unimo.pool_image(seq)
         h = F.dropout(self.cls_out_0(fused), self.config.hidden_dropout_prob, training=self.training)
         logits = self.cls_out_1(h)
-        if labels is None:
-            return logits
-        return F.cross_entropy(logits, labels.reshape([-1]).astype("int64")), logits
+        loss = None if labels is None else F.cross_entropy(logits, labels.reshape([-1]).astype("int64"))
+        return UnimoClassificationOutput(loss=loss, logits=logits)
 
 
 class UnimoForRetrieval(UnimoPretrainedModel):
-    """score = match_fc(dropout(pooled_text * pooled_image)) (official fusion "mul")."""
+    """score = match_fc(dropout(pooled_text * pooled_image)) (official fusion "mul").
 
-    def __init__(self, config: UnimoConfig, margin: float = 0.2, scale: float = 1.0):
+    Training rows come in groups of ``1 + negative_images + negative_captions`` (official layout: the positive pair,
+    then the caption with other images, then the image with other captions); ``margin`` / ``scale`` are the circle
+    loss's (official 0.2 / 1.0). All four are per-run constants, saved with the checkpoint."""
+
+    def __init__(self, config: UnimoConfig, margin: float = 0.2, scale: float = 1.0, negative_images: int = 10,
+                 negative_captions: int = 10):
         super().__init__()
-        self.config, self.margin, self.scale = config, margin, scale
+        for name, value in (("negative_images", negative_images), ("negative_captions", negative_captions)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if negative_images + negative_captions == 0:
+            raise ValueError("the circle loss needs negatives: negative_images + negative_captions must be >= 1")
+        self.config, self.margin, self.scale = config, float(margin), float(scale)
+        self.negative_images, self.negative_captions = negative_images, negative_captions
         self.unimo = UnimoModel(config)
         self.match_fc = nn.Linear(config.hidden_size, 1, weight_attr=paddle.ParamAttr(
             initializer=nn.initializer.XavierUniform()))
+
+    @property
+    def group_size(self) -> int:
+        return 1 + self.negative_images + self.negative_captions
 
     def official_name_map(self) -> dict[str, str]:
         return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["match_head"]}
 
     def init_kwargs(self) -> dict[str, Any]:
-        return {"margin": self.margin, "scale": self.scale}
+        return {"margin": self.margin, "scale": self.scale, "negative_images": self.negative_images,
+                "negative_captions": self.negative_captions}
 
-    def forward(self, group_size: Optional[Any] = None, **inputs: Any):
-        """Scores [B]; with ``group_size`` = 1 + negatives (rows grouped as official: positive, 10 negative images,
-        10 negative captions), the official circle loss averaged over the two negative kinds."""
-        seq = self.unimo(**inputs)
-        fused = self.unimo.pool_text(seq, inputs["image_features"].shape[1]) * self.unimo.pool_image(seq)
+    def forward(self, input_ids: paddle.Tensor, image_features: paddle.Tensor, image_locations: paddle.Tensor,
+                position_ids: Optional[paddle.Tensor] = None, attention_mask: Optional[paddle.Tensor] = None,
+                text_embedding_delta: Optional[paddle.Tensor] = None,
+                image_feature_delta: Optional[paddle.Tensor] = None,
+                labels: Optional[paddle.Tensor] = None) -> UnimoRetrievalOutput:
+        """Scores [B]; with ``labels`` (1 for the positive row of each group, 0 for its negatives: the rows must
+        come in :attr:`group_size` groups), the official circle loss averaged over the two negative kinds."""
+        seq = self.unimo(input_ids=input_ids, position_ids=position_ids, image_features=image_features,
+                         image_locations=image_locations, attention_mask=attention_mask,
+                         text_embedding_delta=text_embedding_delta, image_feature_delta=image_feature_delta)
+        fused = self.unimo.pool_text(seq, image_features.shape[1]) * self.unimo.pool_image(seq)
         fused = F.dropout(fused, self.config.attention_probs_dropout_prob, training=self.training)
         scores = self.match_fc(fused).squeeze(-1)
-        if group_size is None:
-            return scores
-        group = int(group_size.reshape([-1])[0]) if isinstance(group_size, paddle.Tensor) else int(group_size)
-        margin, scale = self.margin, self.scale
+        if labels is None:
+            return UnimoRetrievalOutput(scores=scores)
+        group = self.group_size
+        if scores.shape[0] % group:
+            raise ValueError(f"{scores.shape[0]} rows are not groups of {group} (1 positive + {self.negative_images} "
+                             f"negative images + {self.negative_captions} negative captions)")
+        layout = labels.reshape([-1, group])
+        if not (bool((layout[:, 0] == 1).all()) and bool((layout[:, 1:] == 0).all())):
+            raise ValueError(f"retrieval labels must be 1 for the first row of each group of {group} (the positive) "
+                             "and 0 for its negatives")
         grouped = scores.reshape([-1, group]).astype("float64")
         pos, negs = grouped[:, :1], grouped[:, 1:]
-        half = negs.shape[1] // 2
-        loss = (circle_loss(pos, negs[:, :half], margin, scale) + circle_loss(pos, negs[:, half:], margin, scale)) / 2
-        return loss.astype("float32"), scores
+        kinds = [negs[:, :self.negative_images], negs[:, self.negative_images:]]
+        terms = [circle_loss(pos, n, self.margin, self.scale) for n in kinds if n.shape[1]]
+        loss = terms[0] if len(terms) == 1 else (terms[0] + terms[1]) / 2
+        return UnimoRetrievalOutput(loss=loss.astype("float32"), scores=scores)
 
 
 def circle_loss(sp: paddle.Tensor, sn: paddle.Tensor, margin: float = 0.2, scale: float = 1.0) -> paddle.Tensor:
@@ -580,12 +704,19 @@ class UnimoForVQA(UnimoPretrainedModel):
     def official_name_map(self) -> dict[str, str]:
         return {**backbone_name_map(self.config, "unimo."), **OFFICIAL_NAMES["vqa_head"]}
 
-    def forward(self, labels: Optional[paddle.Tensor] = None, **inputs: Any):
-        seq = self.unimo(**inputs)
-        fused = self.unimo.pool_text(seq, inputs["image_features"].shape[1]) + self.unimo.pool_image(seq)
+    def forward(self, input_ids: paddle.Tensor, image_features: paddle.Tensor, image_locations: paddle.Tensor,
+                position_ids: Optional[paddle.Tensor] = None, attention_mask: Optional[paddle.Tensor] = None,
+                text_embedding_delta: Optional[paddle.Tensor] = None,
+                image_feature_delta: Optional[paddle.Tensor] = None,
+                labels: Optional[paddle.Tensor] = None) -> UnimoVQAOutput:
+        """Logits [B, num_answers]; with ``labels`` (soft scores [B, num_answers]), the scaled BCE."""
+        seq = self.unimo(input_ids=input_ids, position_ids=position_ids, image_features=image_features,
+                         image_locations=image_locations, attention_mask=attention_mask,
+                         text_embedding_delta=text_embedding_delta, image_feature_delta=image_feature_delta)
+        fused = self.unimo.pool_text(seq, image_features.shape[1]) + self.unimo.pool_image(seq)
         fused = F.dropout(fused, self.config.hidden_dropout_prob, training=self.training)
         logits = self.vqa_fc_1(self.vqa_layer_norm(F.gelu(self.vqa_fc_0(fused))))
-        if labels is None:
-            return logits
-        loss = F.binary_cross_entropy_with_logits(logits, labels.astype(logits.dtype)) * self.num_answers
-        return loss, logits
+        loss = None
+        if labels is not None:
+            loss = F.binary_cross_entropy_with_logits(logits, labels.astype(logits.dtype)) * self.num_answers
+        return UnimoVQAOutput(loss=loss, logits=logits)

@@ -212,6 +212,7 @@ class _Predictor:
     task_name = ""
     model_class: type = UnimoPretrainedModel
     default_batch_size = 32
+    output_field = "logits"  # what _forward reads from the model's output
 
     def __init__(self, model: UnimoPretrainedModel, tokenizer: UnimoTokenizer, features: Any, *,
                  task_config: Mapping[str, Any] | None = None, batch_size: int | None = None,
@@ -250,10 +251,10 @@ class _Predictor:
         cfg = task_cls.config_class.from_values(values)
         self.cfg, self.progress = cfg, progress
         self.task = task_cls(cfg, tokenizer, ".")
-        # The task reads images through its ImageBatcher (built from cfg["feature_store"], a path); ours may be an
+        # The task reads images through its ImageBatcher (built from cfg.feature_store, a path); ours may be an
         # open store or an image folder, so hand it over directly.
-        self.task.images = ImageBatcher(self.features, int(cfg["max_img_len"]), cfg.get("conf_threshold"),
-                                         int(cfg["min_boxes"]), int(cfg["max_boxes"]), cfg.get("fixed_boxes"))
+        self.task.images = ImageBatcher(self.features, cfg.max_img_len, cfg.conf_threshold, cfg.min_boxes,
+                                         cfg.max_boxes, cfg.fixed_boxes)
 
     @classmethod
     def from_pretrained(cls, model_dir: str, features: str | os.PathLike | Any | None = None,
@@ -301,13 +302,15 @@ class _Predictor:
 
     # -- model
     def _forward(self, image_ids: Sequence[str], texts: Sequence[list[int]], desc: str) -> np.ndarray:
-        """The head's output for each (image, text ids) pair, batched through ``MultimodalTask.pack``."""
-        bs = int(self.cfg["batch_size"])
+        """The head's output (the ``output_field`` of the model's output: logits, or retrieval scores) for each
+        (image, text ids) pair, batched through ``MultimodalTask.pack``."""
+        bs = self.cfg.batch_size
         outs = []
         with paddle.no_grad():
             for i in tqdm(range(0, len(texts), bs), desc=desc, disable=not self.progress):
                 batch = self.task.pack(image_ids[i:i + bs], texts[i:i + bs])
-                outs.append(self.model(**self.task.to_tensors(batch)).numpy())
+                out = self.model(**self.task.to_tensors(batch))
+                outs.append(getattr(out, self.output_field).numpy())
         return np.concatenate(outs, axis=0) if outs else np.zeros((0,), np.float32)
 
     def close(self) -> None:
@@ -413,6 +416,7 @@ class UnimoRetriever(_Predictor):
     """Image-text retrieval with a fine-tuned ``UnimoForRetrieval`` (a cross-encoder: every pair is scored)."""
 
     command, task_name, model_class, default_batch_size = "retrieve", "retrieval", UnimoForRetrieval, 128
+    output_field = "scores"
 
     def score(self, image_ids: Sequence[Any], captions: Sequence[str]) -> np.ndarray:
         """Match scores [len(captions), len(image_ids)] (float32)."""

@@ -15,6 +15,10 @@ batch, with K = ``adv_steps``:
 * the loss is the sum of ``cur`` over the K steps; one backward of it (in the Trainer) gives the parameter gradients.
   The deltas are constants for the parameters, as in the static graph (``delta_grad.stop_gradient = True``).
 
+Every pass is the task model's own ``forward`` (the deltas are its ``text_embedding_delta`` / ``image_feature_delta``
+arguments) with the task's own loss (label smoothing included: a constructor argument of the model) and its logits
+for the KL terms; the wrapper only adds the recipe around it.
+
 SKL(q, p) = mean over rows of KL(q||p) + KL(p||q) of the softmax distributions (SMART's symmetric KL); for the
 multi-label VQA head (not in the official release) the same with one Bernoulli per answer, summed over answers.
 
@@ -29,20 +33,17 @@ The wrapper is what the Trainer trains; everything else sees the wrapped model: 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..model.modeling import (UnimoForGeneration, UnimoForVisualEntailment, UnimoForVQA, UnimoPretrainedModel,
-                              label_smoothed_cross_entropy)
+from ..model.modeling import UnimoForGeneration, UnimoForVisualEntailment, UnimoForVQA, UnimoPretrainedModel
+from ..registry import text_only_tasks
 from ..tokenizer import PAD_ID
 from ..utils.ops import log_softmax
-
-_LABEL_KEYS = ("labels", "label_positions", "label_smoothing")
-_TEXT_ONLY_TASKS = ("classification", "regression", "seq2seq", "dialog")
+from .config import VillaConfig
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -184,78 +185,21 @@ def _validity(batch: Mapping[str, Any], num_image: int, num_text: int) -> tuple[
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Per-model heads: logits and loss through the public sub-modules, so every pass can take the deltas
+# Which models VILLA trains, and the KL of their outputs
 # ----------------------------------------------------------------------------------------------------------------
-class _Head:
-    kl = staticmethod(symmetric_kl)
-
-    def __init__(self, model: UnimoPretrainedModel):
-        self.model = model
-
-    def logits(self, inputs: dict[str, Any], labels: dict[str, Any], **deltas: Any) -> paddle.Tensor:
-        raise NotImplementedError
-
-    def loss(self, logits: paddle.Tensor, labels: dict[str, Any]) -> paddle.Tensor:
-        raise NotImplementedError
+# Every pass goes through the task model's own forward (which takes the deltas) and uses its own loss and logits;
+# only the divergence between the clean and the perturbed outputs depends on what the logits mean: softmax
+# classes (captioning tokens, SNLI-VE labels) or one Bernoulli per answer (VQA).
+_KL: list[tuple[type, Callable[[paddle.Tensor, paddle.Tensor], paddle.Tensor]]] = [
+    (UnimoForGeneration, symmetric_kl), (UnimoForVisualEntailment, symmetric_kl),
+    (UnimoForVQA, symmetric_bernoulli_kl)]
 
 
-class _GenerationHead(_Head):
-    """Captioning / seq2seq: tied LM head at ``label_positions``, label-smoothed CE (official cal_logit + loss)."""
-
-    def logits(self, inputs, labels, **deltas):
-        seq = self.model.unimo(**inputs, **deltas)
-        hidden = paddle.gather(seq.reshape([-1, seq.shape[-1]]), labels["label_positions"].reshape([-1]), axis=0)
-        return self.model.lm_head(hidden)
-
-    def loss(self, logits, labels):
-        eps = labels.get("label_smoothing")
-        eps = 0.0 if eps is None else float(np.asarray(eps.numpy() if isinstance(eps, paddle.Tensor) else eps
-                                                       ).reshape(-1)[0])
-        return label_smoothed_cross_entropy(logits, labels["labels"].reshape([-1]), eps)
-
-
-class _PooledHead(_Head):
-    """Heads on pooled text + pooled image (VE, VQA)."""
-
-    def fused(self, inputs, **deltas):
-        seq = self.model.unimo(**inputs, **deltas)
-        num_image = inputs["image_features"].shape[1]
-        fused = self.model.unimo.pool_text(seq, num_image) + self.model.unimo.pool_image(seq)
-        return fused
-
-
-class _VEHead(_PooledHead):
-    def logits(self, inputs, labels, **deltas):
-        m = self.model
-        h = F.dropout(m.cls_out_0(self.fused(inputs, **deltas)), m.config.hidden_dropout_prob, training=m.training)
-        return m.cls_out_1(h)
-
-    def loss(self, logits, labels):
-        return F.cross_entropy(logits, labels["labels"].reshape([-1]).astype("int64"))
-
-
-class _VQAHead(_PooledHead):
-    kl = staticmethod(symmetric_bernoulli_kl)
-
-    def logits(self, inputs, labels, **deltas):
-        m = self.model
-        fused = F.dropout(self.fused(inputs, **deltas), m.config.hidden_dropout_prob, training=m.training)
-        return m.vqa_fc_1(m.vqa_layer_norm(F.gelu(m.vqa_fc_0(fused))))
-
-    def loss(self, logits, labels):
-        target = labels["labels"].astype(logits.dtype)
-        return F.binary_cross_entropy_with_logits(logits, target) * self.model.num_answers
-
-
-_HEADS: list[tuple[type, type]] = [(UnimoForGeneration, _GenerationHead), (UnimoForVisualEntailment, _VEHead),
-                                   (UnimoForVQA, _VQAHead)]
-
-
-def _head_for(model: nn.Layer) -> _Head:
-    for cls, head in _HEADS:
+def _kl_for(model: nn.Layer) -> Callable[[paddle.Tensor, paddle.Tensor], paddle.Tensor]:
+    for cls, kl in _KL:
         if isinstance(model, cls):
-            return head(model)
-    names = ", ".join(cls.__name__ for cls, _ in _HEADS)
+            return kl
+    names = ", ".join(cls.__name__ for cls, _ in _KL)
     raise TypeError(f"VILLA adversarial training supports {names}; got {type(model).__name__} "
                     "(set adv_steps: 0 for this task)")
 
@@ -287,7 +231,7 @@ class VillaWrapper(ModelWrapper):
                 problems.append(f"{name} must be a finite number >= 0, got {value!r}")
         if problems:
             raise ValueError("invalid VILLA settings: " + "; ".join(problems))
-        self.head = _head_for(model)
+        self.kl = _kl_for(model)
         self.adv_steps, self.adv_lr, self.adv_init_mag = adv_steps, float(adv_lr), float(adv_init_mag)
         self.adv_max_norm, self.kl_weight = float(adv_max_norm), float(kl_weight)
         self.with_pure_model, self.official_projection = bool(with_pure_model), bool(official_projection)
@@ -296,18 +240,18 @@ class VillaWrapper(ModelWrapper):
     def forward(self, **batch: Any):
         if not self.training or batch.get("labels") is None:
             return self.model(**batch)
-        labels = {k: batch[k] for k in _LABEL_KEYS if batch.get(k) is not None}
-        inputs = {k: v for k, v in batch.items() if k not in _LABEL_KEYS}
-        if inputs.get("input_ids") is None or inputs.get("image_features") is None:
+        for key in ("text_embedding_delta", "image_feature_delta"):
+            if key in batch:
+                raise ValueError(f"the batch holds {key}: VILLA makes the perturbations itself")
+        if batch.get("input_ids") is None or batch.get("image_features") is None:
             raise ValueError("VILLA needs both input_ids and image_features in the batch")
-        feats = inputs["image_features"]
-        ids = inputs["input_ids"]
-        img_valid, txt_valid = _validity(inputs, feats.shape[1], ids.shape[1])
+        feats = batch["image_features"]
+        ids = batch["input_ids"]
+        img_valid, txt_valid = _validity(batch, feats.shape[1], ids.shape[1])
         t_delta = init_delta(txt_valid, self.model.config.hidden_size, self.adv_init_mag)
         v_delta = init_delta(img_valid, feats.shape[2], self.adv_init_mag)
 
         k_inv = 1.0 / self.adv_steps
-        head = self.head
         total: Optional[paddle.Tensor] = None
         sums = {"pure": 0.0, "adv_text": 0.0, "adv_image": 0.0, "kl": 0.0}
         self.last_steps = []
@@ -316,10 +260,11 @@ class VillaWrapper(ModelWrapper):
                                               "image_delta_norm": _per_example_norm(v_delta).mean()}
             t_delta.stop_gradient = False
             v_delta.stop_gradient = False
-            text_logits = head.logits(inputs, labels, text_embedding_delta=t_delta)
-            text_loss = head.loss(text_logits, labels) * k_inv
-            image_logits = head.logits(inputs, labels, image_feature_delta=v_delta)
-            image_loss = head.loss(image_logits, labels) * k_inv
+            # the task model's own forward and loss, once per perturbation (each pass draws its own dropout)
+            text_out = self.model(**batch, text_embedding_delta=t_delta)
+            text_loss = text_out.loss * k_inv
+            image_out = self.model(**batch, image_feature_delta=v_delta)
+            image_loss = image_out.loss * k_inv
             # one backward pass for both deltas: text_loss does not depend on v_delta, nor image_loss on t_delta;
             # the graph is kept for the Trainer's backward of the total
             g_text, g_image = paddle.grad([text_loss, image_loss], [t_delta, v_delta], retain_graph=True)
@@ -328,10 +273,10 @@ class VillaWrapper(ModelWrapper):
             sums["adv_image"] = sums["adv_image"] + image_loss.detach()
             step.update(adv_text=text_loss.detach(), adv_image=image_loss.detach())
             if self.with_pure_model:
-                pure_logits = head.logits(inputs, labels)
-                pure_loss = head.loss(pure_logits, labels) * k_inv
-                kl_text = head.kl(pure_logits, text_logits)
-                kl_image = head.kl(pure_logits, image_logits)
+                pure_out = self.model(**batch)
+                pure_loss = pure_out.loss * k_inv
+                kl_text = self.kl(pure_out.logits, text_out.logits)
+                kl_image = self.kl(pure_out.logits, image_out.logits)
                 cur = cur + pure_loss + self.kl_weight * (kl_text + kl_image)
                 sums["pure"] = sums["pure"] + pure_loss.detach()
                 sums["kl"] = sums["kl"] + (kl_text + kl_image).detach()
@@ -344,28 +289,28 @@ class VillaWrapper(ModelWrapper):
         return total, parts
 
 
-def wrap_villa(model: UnimoPretrainedModel, cfg: Mapping[str, Any]) -> nn.Layer:
-    """The model the Trainer should train: ``model`` itself when ``adv_steps`` is 0/absent, else a
-    :class:`VillaWrapper` configured from the task YAML keys ``adv_steps``, ``adv_lr``, ``adv_init_mag``,
-    ``adv_max_norm``, ``adv_kl_weight``, ``adv_with_pure_model`` (default true), ``adv_official_projection``
-    (default false)."""
-    steps = cfg.get("adv_steps") or 0
+def wrap_villa(model: UnimoPretrainedModel, cfg: VillaConfig | Mapping[str, Any]) -> nn.Layer:
+    """The model the Trainer should train: ``model`` itself when ``adv_steps`` is 0, else a :class:`VillaWrapper`
+    configured from the run configuration's VILLA keys (:class:`~unimo.training.config.VillaConfig`: ``adv_steps``,
+    ``adv_lr``, ``adv_init_mag``, ``adv_max_norm``, ``adv_kl_weight``, ``adv_with_pure_model``,
+    ``adv_official_projection``). A plain mapping takes VillaConfig's defaults for the keys it lacks."""
+    if isinstance(cfg, Mapping):
+        task = cfg.get("task")
+        cfg = VillaConfig(**{k: cfg[k] for k in VillaConfig.field_types() if cfg.get(k) is not None})
+    else:
+        task = getattr(cfg, "task", None)
+    steps = cfg.adv_steps
     if isinstance(steps, float) and steps.is_integer():
         steps = int(steps)
     if steps == 0:
         return model
-    if cfg.get("task") in _TEXT_ONLY_TASKS:
-        raise ValueError(f"adv_steps={steps}: VILLA perturbs the image features too, and task {cfg['task']!r} has "
+    if task in text_only_tasks():
+        raise ValueError(f"adv_steps={steps}: VILLA perturbs the image features too, and task {task!r} has "
                          "none; set adv_steps: 0")
     if isinstance(model, ModelWrapper):
         raise TypeError(f"adv_steps={steps} but the task model is already a training wrapper "
                         f"({type(model).__name__}); VILLA does not combine with it: set adv_steps: 0")
-
-    def num(key: str, default: float) -> float:
-        value = cfg.get(key, default)
-        return default if value is None else value
-
-    return VillaWrapper(model, adv_steps=steps, adv_lr=num("adv_lr", 0.03), adv_init_mag=num("adv_init_mag", 0.4),
-                        adv_max_norm=num("adv_max_norm", 0.0), kl_weight=num("adv_kl_weight", 1.0),
-                        with_pure_model=bool(num("adv_with_pure_model", True)),
-                        official_projection=bool(num("adv_official_projection", False)))
+    return VillaWrapper(model, adv_steps=steps, adv_lr=cfg.adv_lr, adv_init_mag=cfg.adv_init_mag,
+                        adv_max_norm=cfg.adv_max_norm, kl_weight=cfg.adv_kl_weight,
+                        with_pure_model=bool(cfg.adv_with_pure_model),
+                        official_projection=bool(cfg.adv_official_projection))

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import paddle
 
+from ... import masks
 from ...model.modeling import UnimoForSequenceClassification
 from ...reader.datasets import load_examples
 from ..config import FinetuneConfig
@@ -36,10 +36,10 @@ class ClassificationTask(Task):
     name = "classification"
     config_class = ClassificationConfig
 
-    def __init__(self, cfg: dict[str, Any], tokenizer, output_dir: str):
+    def __init__(self, cfg: ClassificationConfig, tokenizer, output_dir: str):
         super().__init__(cfg, tokenizer, output_dir)
-        self.regression = cfg.get("task") == "regression"
-        self.metric = cfg.get("metric") or ("pearson_spearman" if self.regression else "acc")
+        self.regression = cfg.task == "regression"
+        self.metric = cfg.metric or ("pearson_spearman" if self.regression else "acc")
         self.key_metric = "pearson" if self.metric == "pearson_spearman" else self.metric
         self._labels: list[str] | None = None
 
@@ -47,8 +47,8 @@ class ClassificationTask(Task):
     @property
     def labels(self) -> list[str]:
         if self._labels is None:
-            if self.cfg.get("labels"):
-                self._labels = [str(x) for x in self.cfg["labels"]]
+            if self.cfg.labels:
+                self._labels = [str(x) for x in self.cfg.labels]
             else:
                 path = os.path.join(os.path.dirname(self.data_path("train")), "labels.json")
                 if not os.path.exists(path):
@@ -70,7 +70,7 @@ class ClassificationTask(Task):
         for line_no, ex in enumerate(load_examples(path, task), start=1):
             rec = self.tokenizer.build_inputs(ex.get("text_a_ids", ex.get("text_a")),
                                               ex.get("text_b_ids", ex.get("text_b")),
-                                              int(self.cfg.get("max_seq_len", 512)))
+                                              self.cfg.max_seq_len)
             label = ex.get("label")
             if label is not None and label != "":
                 if self.regression:
@@ -88,8 +88,7 @@ class ClassificationTask(Task):
         pos = pad_2d([e["position_ids"] for e in examples], pad=1)
         valid = (ids != 1).astype(np.float32)
         valid[:, 0] = 1.0
-        batch = {"input_ids": ids, "position_ids": pos,
-                 "attention_mask": valid[:, :, None] * valid[:, None, :]}
+        batch = {"input_ids": ids, "position_ids": pos, "attention_mask": masks.bidirectional_batch(valid)}
         if all("label" in e for e in examples):
             dtype = np.float32 if self.regression else np.int64
             batch["labels"] = np.array([e["label"] for e in examples], dtype=dtype)
@@ -102,10 +101,10 @@ class ClassificationTask(Task):
     # -- metric
     def predict(self, model, examples: Sequence[dict[str, Any]]) -> np.ndarray:
         outs = []
-        bs = int(self.cfg.get("eval_batch_size", self.cfg.get("batch_size", 32)))
+        bs = self.cfg.eval_batch_size or self.cfg.batch_size
         for batch in self.batches(examples, bs):
             batch.pop("labels", None)
-            outs.append(model(**self.to_tensors(batch)).numpy())
+            outs.append(model(**self.to_tensors(batch)).logits.numpy())
         return np.concatenate(outs, axis=0)
 
     def evaluate(self, model, split: str) -> dict[str, float]:

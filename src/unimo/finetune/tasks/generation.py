@@ -25,13 +25,12 @@ from .multimodal import MultimodalConfig, MultimodalTask
 
 SEQ2SEQ_METRICS = {"rouge": "rouge-l", "rouge_cnndm": "rouge-l", "qg": "Bleu_4", "coqa": "f1"}
 
-DECODE_KEYS = ("beam_size", "max_out_len", "min_out_len", "length_penalty", "trigram_blocking")
-
-
-def _decode_config(cfg: dict[str, Any], eos_id: int, word_start) -> BeamSearchConfig:
-    kwargs = {k: cfg[k] for k in DECODE_KEYS if cfg.get(k) is not None}
-    kwargs["trigram_blocking"] = bool(kwargs.get("trigram_blocking", False))
-    return BeamSearchConfig(eos_id=eos_id, word_start=word_start if kwargs["trigram_blocking"] else None, **kwargs)
+def _decode_config(cfg: DecodingConfig, eos_id: int, word_start) -> BeamSearchConfig:
+    """The evaluation beam search of a run (its :class:`DecodingConfig` keys)."""
+    return BeamSearchConfig(eos_id=eos_id, beam_size=cfg.beam_size, max_out_len=cfg.max_out_len,
+                            min_out_len=cfg.min_out_len, length_penalty=cfg.length_penalty,
+                            trigram_blocking=cfg.trigram_blocking,
+                            word_start=word_start if cfg.trigram_blocking else None)
 
 
 def _pack_targets(examples: Sequence[dict], prefix_lens: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,10 +65,10 @@ class Seq2SeqTask(Task):
     name = "seq2seq"
     config_class = Seq2SeqConfig
 
-    def __init__(self, cfg, tokenizer, output_dir):
+    def __init__(self, cfg: Seq2SeqConfig, tokenizer, output_dir):
         super().__init__(cfg, tokenizer, output_dir)
-        self.dialog = cfg.get("task") == "dialog"
-        self.metric = cfg["metric"]
+        self.dialog = cfg.task == "dialog"
+        self.metric = cfg.metric
         self.key_metric = SEQ2SEQ_METRICS[self.metric]
 
     # -- reader
@@ -79,7 +78,7 @@ class Seq2SeqTask(Task):
         segs = ex.get("src_ids") or [enc(s) for s in ex.get("src", [])]
         if not self.dialog:
             return segs, [0] * len(segs), [0] * len(segs)
-        turns = segs[-int(self.cfg["max_turns"]):]
+        turns = segs[-self.cfg.max_turns:]
         knowledge = ex.get("knowledge_ids") or (enc(ex["knowledge"]) if ex.get("knowledge") else None)
         n = len(turns)
         roles = [(n % 2 + i) % 2 for i in range(n)]  # alternate, the current question gets role 0 or 1 by parity
@@ -91,15 +90,14 @@ class Seq2SeqTask(Task):
     def load(self, split: str) -> list[dict[str, Any]]:
         out = []
         task = "dialog" if self.dialog else "seq2seq"
-        vocab = os.path.join(self.cfg["vocab_dir"], "unimo_en.vocab.txt")
+        vocab = os.path.join(self.cfg.vocab_dir, "unimo_en.vocab.txt")
         for ex in load_examples(self.data_path(split), task, vocab_path=vocab):
             segs, roles, turns = self._segments(ex)
             target = ex.get("tgt_ids", ex.get("tgt"))
-            rec = self.tokenizer.build_seq2seq_inputs(segs, target, int(self.cfg["max_src_len"]),
-                                                      int(self.cfg["max_tgt_len"]))
+            rec = self.tokenizer.build_seq2seq_inputs(segs, target, self.cfg.max_src_len, self.cfg.max_tgt_len)
             role_ids, turn_ids = [0], [0]
             for seg_ids, r, t in zip(segs, roles, turns):
-                n = min(len(seg_ids), int(self.cfg["max_src_len"]) - 2) + 1
+                n = min(len(seg_ids), self.cfg.max_src_len - 2) + 1
                 role_ids += [r] * n
                 turn_ids += [t] * n
             rec.update(role_ids=role_ids, turn_ids=turn_ids, id=ex.get("id", len(out)),
@@ -122,14 +120,12 @@ class Seq2SeqTask(Task):
             batch["turn_ids"] = pad_2d([e["turn_ids"] + [0] * len(e["tgt_ids"]) for e in examples], 0, width)
         batch["labels"], batch["label_positions"] = _pack_targets(examples, [len(e["src_ids"]) for e in examples],
                                                                   width)
-        batch["label_smoothing"] = np.array([float(self.cfg["label_smoothing"])], np.float32)
         return batch
 
     def build_model(self, config):
         if self.dialog:
-            config = config.copy(role_type_size=int(self.cfg["role_type_size"]),
-                                 turn_type_size=int(self.cfg["turn_type_size"]))
-        return self.load_or_init(UnimoForGeneration, config)
+            config = config.copy(role_type_size=self.cfg.role_type_size, turn_type_size=self.cfg.turn_type_size)
+        return self.load_or_init(UnimoForGeneration, config, label_smoothing=self.cfg.label_smoothing)
 
     # -- decoding + metric
     def source_batch(self, examples: Sequence[dict]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -140,7 +136,7 @@ class Seq2SeqTask(Task):
             valid[i, :len(s)] = 1.0
         source = {"input_ids": pad_2d(srcs, PAD_ID, width),
                   "position_ids": pad_2d([e["src_pos"] for e in examples], PAD_ID, width),
-                  "attention_mask": valid[:, :, None] * valid[:, None, :]}
+                  "attention_mask": masks.bidirectional_batch(valid)}
         if self.dialog:
             source["role_ids"] = pad_2d([e["role_ids"] for e in examples], 0, width)
             source["turn_ids"] = pad_2d([e["turn_ids"] for e in examples], 0, width)
@@ -148,9 +144,9 @@ class Seq2SeqTask(Task):
 
     def generate(self, model, examples: Sequence[dict]) -> list[str]:
         dcfg = _decode_config(self.cfg, MASK_ID, self.tokenizer.word_start_table())
-        bs = int(self.cfg.get("eval_batch_size") or self.cfg["batch_size"])
+        bs = self.cfg.eval_batch_size or self.cfg.batch_size
         out: list[str] = []
-        for i in tqdm(range(0, len(examples), bs), desc="decode", disable=self.cfg.get("disable_tqdm", False)):
+        for i in tqdm(range(0, len(examples), bs), desc="decode", disable=self.cfg.disable_tqdm):
             source, valid = self.source_batch(examples[i:i + bs])
             for ids, _score in beam_search(model, source, valid, dcfg):
                 out.append(ids_to_text(ids, self.tokenizer, strip=True))
@@ -158,9 +154,8 @@ class Seq2SeqTask(Task):
 
     def evaluate(self, model, split: str) -> dict[str, float]:
         examples = self.load(split)
-        limit = self.cfg.get("max_eval_examples")
-        if limit:
-            examples = examples[:int(limit)]
+        if self.cfg.max_eval_examples:
+            examples = examples[:self.cfg.max_eval_examples]
         preds = self.generate(model, examples)
         os.makedirs(self.output_dir, exist_ok=True)
         with open(os.path.join(self.output_dir, f"predictions_{split}.txt"), "w", encoding="utf-8") as f:
@@ -215,7 +210,7 @@ class CaptionTask(MultimodalTask):
 
     def load(self, split: str) -> list[dict[str, Any]]:
         out = []
-        max_len = int(self.cfg["max_tgt_len"])
+        max_len = self.cfg.max_tgt_len
         for ex in load_examples(self.data_path(split), "caption"):
             ids = ex.get("caption_ids")
             body = [i for i in ids if i not in (CLS_ID, SEP_ID)] if ids else self.tokenizer.encode(ex["caption"])
@@ -239,22 +234,21 @@ class CaptionTask(MultimodalTask):
                  "image_features": img["image_features"], "image_locations": img["image_locations"],
                  "attention_mask": mask}
         batch["labels"], batch["label_positions"] = _pack_targets(examples, [nv] * len(examples), nv + nt)
-        batch["label_smoothing"] = np.array([float(self.cfg["label_smoothing"])], np.float32)
         return batch
 
     def build_model(self, config):
-        return self.load_or_init(UnimoForGeneration, config)
+        return self.load_or_init(UnimoForGeneration, config, label_smoothing=self.cfg.label_smoothing)
 
     def generate(self, model, image_ids: Sequence[str]) -> dict[str, str]:
         dcfg = _decode_config(self.cfg, SEP_ID, self.tokenizer.word_start_table())
-        bs = int(self.cfg.get("eval_batch_size") or self.cfg["batch_size"])
+        bs = self.cfg.eval_batch_size or self.cfg.batch_size
         out: dict[str, str] = {}
-        for i in tqdm(range(0, len(image_ids), bs), desc="caption", disable=self.cfg.get("disable_tqdm", False)):
+        for i in tqdm(range(0, len(image_ids), bs), desc="caption", disable=self.cfg.disable_tqdm):
             chunk = list(image_ids[i:i + bs])
             img = self.images.batch(chunk)
             valid = img["image_valid"]
             source = {"image_features": img["image_features"], "image_locations": img["image_locations"],
-                      "attention_mask": valid[:, :, None] * valid[:, None, :]}
+                      "attention_mask": masks.bidirectional_batch(valid)}
             for image_id, (ids, _s) in zip(chunk, beam_search(model, source, valid, dcfg)):
                 out[image_id] = ids_to_text(ids, self.tokenizer, strip=True)
         return out
@@ -267,8 +261,8 @@ class CaptionTask(MultimodalTask):
         for e in examples:
             refs.setdefault(e["image_id"], []).append(e["caption"])
         image_ids = list(refs)
-        if self.cfg.get("max_eval_images"):
-            image_ids = image_ids[:int(self.cfg["max_eval_images"])]
+        if self.cfg.max_eval_images:
+            image_ids = image_ids[:self.cfg.max_eval_images]
         preds = self.generate(model, image_ids)
         self.write_json(f"captions_{split}_results.json",
                         [{"image_id": int(k) if k.isdigit() else k, "caption": v} for k, v in preds.items()])
@@ -279,7 +273,7 @@ class CaptionTask(MultimodalTask):
         constant = max(set(captions), key=captions.count)
         base = caption_scores({k: constant for k in image_ids}, scored_refs, meteor=False)
         scores["constant_caption_CIDEr-D"] = base["CIDEr-D"]
-        if self.cfg.get("shuffled_image_control") and len(image_ids) > 1:
+        if self.cfg.shuffled_image_control and len(image_ids) > 1:
             # blind control: each caption scored against the references of another image (a fixed derangement);
             # captions that describe their own image lose much of their CIDEr-D here, generic ones do not
             order = [image_ids[j] for j in np.random.default_rng(0).permutation(len(image_ids))]

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ... import masks
 from ...model.modeling import UnimoForRetrieval, UnimoForVisualEntailment, UnimoForVQA
 from ...reader.datasets import load_examples
 from ...reader.image_batch import ImageBatcher
@@ -46,7 +47,7 @@ class MultimodalTask(Task):
 
     config_class = MultimodalConfig
 
-    def __init__(self, cfg: dict[str, Any], tokenizer, output_dir: str):
+    def __init__(self, cfg: MultimodalConfig, tokenizer, output_dir: str):
         super().__init__(cfg, tokenizer, output_dir)
         self._images: ImageBatcher | None = None
 
@@ -54,14 +55,14 @@ class MultimodalTask(Task):
     def images(self) -> ImageBatcher:
         """The image reader (built from ``feature_store`` on first use; assignable, e.g. by the inference API)."""
         if self._images is None:
-            store = self.cfg.get("feature_store")
+            cfg = self.cfg
+            store = cfg.feature_store
             if not store:
                 raise KeyError("config has no feature_store (python -m preprocess.features convert ... --output STORE)")
-            if not os.path.isabs(store) and self.cfg.get("data_dir") and not os.path.exists(store):
-                store = os.path.join(self.cfg["data_dir"], store)
-            self._images = ImageBatcher(store, int(self.cfg["max_img_len"]), self.cfg.get("conf_threshold"),
-                                        int(self.cfg["min_boxes"]), int(self.cfg["max_boxes"]),
-                                        self.cfg.get("fixed_boxes"))
+            if not os.path.isabs(store) and cfg.data_dir and not os.path.exists(store):
+                store = os.path.join(cfg.data_dir, store)
+            self._images = ImageBatcher(store, cfg.max_img_len, cfg.conf_threshold, cfg.min_boxes, cfg.max_boxes,
+                                        cfg.fixed_boxes)
         return self._images
 
     @images.setter
@@ -70,7 +71,7 @@ class MultimodalTask(Task):
 
     def text_ids(self, text: str | None, ids: Sequence[int] | None) -> list[int]:
         """``[CLS] text [SEP]`` truncated to max_seq_len keeping the final [SEP] (official VE/retrieval readers)."""
-        max_len = int(self.cfg["max_seq_len"])
+        max_len = self.cfg.max_seq_len
         if ids is not None:
             body = [i for i in ids if i not in (CLS_ID, SEP_ID)]
         else:
@@ -86,7 +87,7 @@ class MultimodalTask(Task):
             txt_valid[i, :len(t)] = 1.0
         valid = np.concatenate([img["image_valid"], txt_valid], axis=1)
         return {"input_ids": ids, "position_ids": pos, "image_features": img["image_features"],
-                "image_locations": img["image_locations"], "attention_mask": valid[:, :, None] * valid[:, None, :]}
+                "image_locations": img["image_locations"], "attention_mask": masks.bidirectional_batch(valid)}
 
     @staticmethod
     def with_shuffled_images(examples: Sequence[dict], seed: int = 0) -> list[dict]:
@@ -97,12 +98,12 @@ class MultimodalTask(Task):
         return [dict(e, image_id=examples[j]["image_id"]) for e, j in zip(examples, perm)]
 
     def forward_batches(self, model, examples: Sequence[Any], desc: str):
-        bs = int(self.cfg.get("eval_batch_size") or self.cfg["batch_size"])
-        for i in tqdm(range(0, len(examples), bs), desc=desc, disable=self.cfg.get("disable_tqdm", False)):
+        """(examples, logits [n, classes] as numpy) per evaluation batch, the labels left out."""
+        bs = self.cfg.eval_batch_size or self.cfg.batch_size
+        for i in tqdm(range(0, len(examples), bs), desc=desc, disable=self.cfg.disable_tqdm):
             batch = self.collate(examples[i:i + bs])
-            batch = {k: v for k, v in batch.items() if k not in ("labels", "group_size")}
-            out = model(**self.to_tensors(batch))
-            yield examples[i:i + bs], (out[1] if isinstance(out, tuple) else out).numpy()
+            batch.pop("labels", None)
+            yield examples[i:i + bs], model(**self.to_tensors(batch)).logits.numpy()
 
 
 # ------------------------------------------------------------------------------------------------------- SNLI-VE
@@ -145,7 +146,7 @@ class VisualEntailmentTask(MultimodalTask):
             return {}
         majority = max(np.bincount(labels)) / len(labels)  # trivial baseline: always the most frequent class
         result = {"acc": correct / len(labels), "majority_class_acc": float(majority), "num_examples": len(labels)}
-        if self.cfg.get("shuffled_image_control"):
+        if self.cfg.shuffled_image_control:
             _, blind = self._predict(model, self.with_shuffled_images(examples), f"ve-{split}-shuffled")
             result["acc_shuffled_images"] = blind / len(labels)
         return result
@@ -165,10 +166,9 @@ class VQATask(MultimodalTask):
 
     @property
     def answer_vocab_path(self) -> str:
-        path = self.cfg.get("answer_vocab") or os.path.join(os.path.dirname(self.data_path("train")),
-                                                            "answer_vocab.json")
-        if not os.path.isabs(path) and self.cfg.get("data_dir") and not os.path.exists(path):
-            path = os.path.join(self.cfg["data_dir"], path)
+        path = self.cfg.answer_vocab or os.path.join(os.path.dirname(self.data_path("train")), "answer_vocab.json")
+        if not os.path.isabs(path) and self.cfg.data_dir and not os.path.exists(path):
+            path = os.path.join(self.cfg.data_dir, path)
         return path
 
     def artifacts(self) -> dict[str, str]:
@@ -224,7 +224,7 @@ class VQATask(MultimodalTask):
         majority = self._majority_baseline(labelled)
         result = {"vqa_acc": 100.0 * score / len(labelled), "majority_answer_acc": majority,
                   "num_questions": len(labelled)}
-        if self.cfg.get("shuffled_image_control"):
+        if self.cfg.shuffled_image_control:
             _, blind = self._predict(model, self.with_shuffled_images(examples), f"vqa-{split}-shuffled")
             result["vqa_acc_shuffled_images"] = 100.0 * blind / len(labelled)
         return result
@@ -265,6 +265,8 @@ class RetrievalConfig(MultimodalConfig):
         super().validate()
         for key in ("negative_images", "negative_captions"):
             self.require(getattr(self, key) >= 0, key, "must be >= 0")
+        self.require(self.negative_images + self.negative_captions >= 1, "negative_captions",
+                     "the circle loss needs negatives: negative_images + negative_captions must be >= 1")
         self.require(self.score_batch_size >= 1, "score_batch_size", "must be >= 1")
 
 
@@ -290,9 +292,9 @@ class RetrievalTask(MultimodalTask):
         return [{"image": i, "caption": c} for i, im in enumerate(images) for c in range(len(im["texts"]))]
 
     def collate(self, examples):
-        rng = np.random.default_rng([int(self.cfg.get("seed", 1)), *[e["image"] * 131 + e["caption"] for e in examples]])
+        rng = np.random.default_rng([self.cfg.seed, *[e["image"] * 131 + e["caption"] for e in examples]])
         images = self._train_images
-        n_img, n_cap = int(self.cfg["negative_images"]), int(self.cfg["negative_captions"])
+        n_img, n_cap = self.cfg.negative_images, self.cfg.negative_captions
         ids, texts = [], []
         for e in examples:
             im = images[e["image"]]
@@ -311,28 +313,29 @@ class RetrievalTask(MultimodalTask):
                 ids.append(im["image_id"])
                 texts.append(other[int(rng.integers(len(other)))])
         batch = self.pack(ids, texts)
-        batch["group_size"] = np.array([1 + n_img + n_cap], np.int64)
+        # match labels in the model's group layout: the positive pair first, then its negatives
+        batch["labels"] = np.tile(np.array([1] + [0] * (n_img + n_cap), np.int64), len(examples))
         return batch
 
     def build_model(self, config):
-        return self.load_or_init(UnimoForRetrieval, config, margin=float(self.cfg["margin"]),
-                                 scale=float(self.cfg["scale"]))
+        cfg = self.cfg
+        return self.load_or_init(UnimoForRetrieval, config, margin=cfg.margin, scale=cfg.scale,
+                                 negative_images=cfg.negative_images, negative_captions=cfg.negative_captions)
 
     def evaluate(self, model, split: str) -> dict[str, float]:
         from ...eval.retrieval import recall_at_k
 
         images = self._load_images(split)
-        if self.cfg.get("max_eval_images"):  # the first N images and their captions (CPU-sized evaluation)
-            images = images[:int(self.cfg["max_eval_images"])]
+        if self.cfg.max_eval_images:  # the first N images and their captions (CPU-sized evaluation)
+            images = images[:self.cfg.max_eval_images]
         captions = [(ci, t) for ci, im in enumerate(images) for t in im["texts"]]
         scores = np.zeros((len(captions), len(images)), np.float32)
-        bs = int(self.cfg["score_batch_size"])
+        bs = self.cfg.score_batch_size
         pairs = [(c, i) for c in range(len(captions)) for i in range(len(images))]
-        for start in tqdm(range(0, len(pairs), bs), desc=f"retrieval-{split}",
-                          disable=self.cfg.get("disable_tqdm", False)):
+        for start in tqdm(range(0, len(pairs), bs), desc=f"retrieval-{split}", disable=self.cfg.disable_tqdm):
             chunk = pairs[start:start + bs]
             batch = self.pack([images[i]["image_id"] for _, i in chunk], [captions[c][1] for c, _ in chunk])
-            out = model(**self.to_tensors(batch)).numpy()
+            out = model(**self.to_tensors(batch)).scores.numpy()
             for (c, i), s in zip(chunk, out):
                 scores[c, i] = s
         os.makedirs(self.output_dir, exist_ok=True)

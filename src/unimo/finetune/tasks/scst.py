@@ -73,10 +73,6 @@ def sequence_log_probs(model: UnimoForGeneration, image_features: Any, image_loc
         txt_valid[i, :len(row)] = 1.0
     mask = np.stack([masks.image_to_text(valid[i], [], txt_valid[i]) for i in range(n)])
     pos = np.broadcast_to(np.arange(bos_position, bos_position + width, dtype=np.int64), (n, width))
-    seq = model.unimo(input_ids=paddle.to_tensor(ids), position_ids=paddle.to_tensor(np.ascontiguousarray(pos)),
-                      image_features=_as_tensor(image_features, "float32"),
-                      image_locations=_as_tensor(image_locations, "float32"),
-                      attention_mask=paddle.to_tensor(mask))
     rows, steps, labels = [], [], []
     total = num_regions + width
     for i, t in enumerate(targets):
@@ -84,8 +80,11 @@ def sequence_log_probs(model: UnimoForGeneration, image_features: Any, image_loc
             rows.append(i * total + num_regions + j)
             steps.append(j)
             labels.append(int(tok))
-    hidden = paddle.gather(seq.reshape([-1, seq.shape[-1]]), paddle.to_tensor(np.array(rows, np.int64)), axis=0)
-    logits = model.lm_head(hidden).astype("float32")
+    # the model's own forward: LM logits at the target positions (no labels: the loss here is the policy's)
+    logits = model(input_ids=paddle.to_tensor(ids), position_ids=paddle.to_tensor(np.ascontiguousarray(pos)),
+                   image_features=_as_tensor(image_features, "float32"),
+                   image_locations=_as_tensor(image_locations, "float32"), attention_mask=paddle.to_tensor(mask),
+                   label_positions=paddle.to_tensor(np.array(rows, np.int64))).logits.astype("float32")
     blocked = np.array(steps) < min_out_len
     if blocked.any():
         bias = np.zeros((1, logits.shape[-1]), np.float32)
@@ -146,13 +145,13 @@ class ScstModel(ModelWrapper):
         rep_t = paddle.to_tensor(rep)
         feats_rep, locs_rep, valid_rep = paddle.gather(feats, rep_t), paddle.gather(locs, rep_t), valid[rep]
         source = {"image_features": feats_rep, "image_locations": locs_rep,
-                  "attention_mask": valid_rep[:, :, None] * valid_rep[:, None, :]}
+                  "attention_mask": masks.bidirectional_batch(valid_rep)}
         seed = int(self._rng.integers(2 ** 31))
         samples = [ids for ids, _ in sample(self.model, source, valid_rep, self.sampling.updated(seed=seed))]
         rewards = self.rewards(samples, index[rep])
         if self.baseline == "greedy":
             greedy_src = {"image_features": feats, "image_locations": locs,
-                          "attention_mask": valid[:, :, None] * valid[:, None, :]}
+                          "attention_mask": masks.bidirectional_batch(valid)}
             greedy = [ids for ids, _ in greedy_search(self.model, greedy_src, valid, self.decode)]
             greedy_r = self.rewards(greedy, index)
             baselines = greedy_r[rep]
@@ -218,7 +217,7 @@ class ScstCaptionTask(CaptionTask):
             groups: dict[str, list[str]] = {}
             for e in super().load("train"):
                 groups.setdefault(e["image_id"], []).append(e["caption"])
-            disable = bool(self.cfg.get("disable_tqdm", False))
+            disable = self.cfg.disable_tqdm
             self._train_images = [
                 {"image_id": image_id, "image_index": i,
                  "refs": [python_ptb_tokenize(c) for c in caps]}
@@ -237,21 +236,17 @@ class ScstCaptionTask(CaptionTask):
                 "image_index": np.array([e["image_index"] for e in examples], np.int64)}
 
     def build_model(self, config):
-        model = self.load_or_init(UnimoForGeneration, config)
-        if not self.cfg.get("do_train", True):
-            return model
-        cider = CiderD([g["refs"] for g in self.train_images()],
-                       progress=not bool(self.cfg.get("disable_tqdm", False)))
         cfg = self.cfg
-
-        def pick(key: str, fallback: str) -> Any:
-            return cfg[key] if cfg.get(key) is not None else cfg[fallback]
-
-        return ScstModel(model, self.tokenizer, cider, num_samples=int(cfg["scst_samples"]),
-                         max_out_len=int(pick("scst_max_out_len", "max_out_len")),
-                         min_out_len=int(pick("scst_min_out_len", "min_out_len")), top_k=int(cfg["scst_top_k"]),
-                         temperature=float(cfg["scst_temperature"]), baseline=str(cfg["scst_baseline"]),
-                         seed=int(cfg.get("seed", 1)) + _rank(), dropout=bool(cfg["scst_dropout"]))
+        model = self.load_or_init(UnimoForGeneration, config, label_smoothing=cfg.label_smoothing)
+        if not cfg.do_train:
+            return model
+        cider = CiderD([g["refs"] for g in self.train_images()], progress=not cfg.disable_tqdm)
+        # scst_max_out_len / scst_min_out_len None: the evaluation decoding's lengths
+        max_out = cfg.max_out_len if cfg.scst_max_out_len is None else cfg.scst_max_out_len
+        min_out = cfg.min_out_len if cfg.scst_min_out_len is None else cfg.scst_min_out_len
+        return ScstModel(model, self.tokenizer, cider, num_samples=cfg.scst_samples, max_out_len=max_out,
+                         min_out_len=min_out, top_k=cfg.scst_top_k, temperature=cfg.scst_temperature,
+                         baseline=cfg.scst_baseline, seed=cfg.seed + _rank(), dropout=cfg.scst_dropout)
 
 
 def _rank() -> int:
