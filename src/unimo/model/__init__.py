@@ -3,7 +3,8 @@ from .configuration import UnimoConfig
 
 _MODELING = {"KVCache", "UnimoForGeneration", "UnimoForRetrieval", "UnimoForSequenceClassification",
              "UnimoForVisualEntailment", "UnimoForVQA", "UnimoLMHead", "UnimoModel", "UnimoPretrainedModel", "backbone_name_map",
-             "OFFICIAL_NAMES"}
+             "OFFICIAL_NAMES", "UnimoOutput", "UnimoClassificationOutput", "UnimoVQAOutput", "UnimoRetrievalOutput",
+             "UnimoGenerationOutput"}
 
 
 def __getattr__(name: str):

@@ -23,7 +23,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from ..finetune.tasks import get_task_class
+from ..registry import get_spec, get_task_class, task_names
 from ..finetune.tasks.multimodal import VisualEntailmentTask
 from ..model.configuration import CONFIG_NAME, UnimoConfig
 from ..model.modeling import (WEIGHTS_NAME, UnimoForGeneration, UnimoForRetrieval, UnimoForVisualEntailment,
@@ -37,9 +37,9 @@ from .images import ImageFolderFeatures
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 DICT_FILES = (ENCODER_FILE, BPE_FILE, VOCAB_FILE)
 ANSWER_VOCAB_NAME = "answer_vocab.json"
-# architecture recorded by save_pretrained -> the predict command that serves it
-ARCHITECTURE_COMMAND = {"UnimoForGeneration": "caption", "UnimoForVQA": "vqa", "UnimoForVisualEntailment": "ve",
-                        "UnimoForRetrieval": "retrieve"}
+# architecture recorded by save_pretrained -> the predict command that serves it (from unimo.registry)
+ARCHITECTURE_COMMAND = {spec.model_class: spec.predict_command for spec in map(get_spec, task_names())
+                        if spec.predict_command}
 
 
 # ------------------------------------------------------------------------------------------------ loading helpers
