@@ -34,6 +34,7 @@ def synthetic_records(images: int, boxes: int, dim: int, seed: int = 0):
     for i in range(images):
         xy = rng.uniform(0, 400, (boxes, 2)).astype(np.float32)
         box = np.concatenate([xy, xy + rng.uniform(8, 200, (boxes, 2)).astype(np.float32)], 1)
+        box = np.minimum(box, np.array([640, 480, 640, 480], np.float32))  # inside the 640 x 480 image
         # post-ReLU-like features (non-negative, heavy tail) as BUTD pool5 outputs are
         feats = rng.exponential(0.5, (boxes, dim)).astype(np.float32)
         yield RegionFeatures(str(100000 + i), 640, 480, box, feats)

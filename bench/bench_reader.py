@@ -34,6 +34,7 @@ def main() -> None:
             for i in range(args.images):
                 xy = rng.uniform(0, 300, (100, 2)).astype(np.float32)
                 boxes = np.concatenate([xy, xy + rng.uniform(10, 200, (100, 2)).astype(np.float32)], 1)
+                boxes = np.minimum(boxes, np.array([640, 480, 640, 480], np.float32))  # inside the image
                 probs = rng.dirichlet(np.ones(1601) * 0.05, 100).astype(np.float32)
                 w.add(RegionFeatures(image_id=str(i), image_w=640, image_h=480, boxes=boxes,
                                      features=rng.random((100, 2048), dtype=np.float32), cls_prob=probs))

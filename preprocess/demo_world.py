@@ -580,6 +580,8 @@ def build_demo_world(out: str | os.PathLike, seed: int = 0, num_scenes: int = 20
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    if out.exists():
+        _check_replaceable(out)
     t_start, c_start = time.perf_counter(), time.process_time()
     timings: dict[str, float] = {}
     # independent streams, so e.g. changing the question templates never changes the images
@@ -690,6 +692,11 @@ def build_demo_world(out: str | os.PathLike, seed: int = 0, num_scenes: int = 20
             vg_classes=", ".join(f"{s} -> {VG_CLASS_INDEX[s]} ({VG_OBJECT_WORD[s]})" for s in SHAPES)),
             encoding="utf-8")
         if out.exists():
+            foreign = sorted(_relative_files(out) - _relative_files(tmp))
+            if foreign:  # --overwrite replaces a demo world, never files the generator did not write
+                raise FileExistsError(f"{out} holds files a demo world does not have ({', '.join(foreign[:5])}"
+                                      f"{', ...' if len(foreign) > 5 else ''}); refusing to overwrite it: move them "
+                                      "away or choose another --out")
             shutil.rmtree(out)
         os.rename(tmp, out)
     except BaseException:
@@ -698,6 +705,22 @@ def build_demo_world(out: str | os.PathLike, seed: int = 0, num_scenes: int = 20
     timings["total_s"] = time.perf_counter() - t_start
     timings["total_cpu_s"] = time.process_time() - c_start
     return {"out": str(out), **manifest, "timings": {k: round(v, 3) for k, v in timings.items()}}
+
+
+def _relative_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir()}
+
+
+def _check_replaceable(out: Path) -> None:
+    """``--overwrite`` replaces only a demo world: a folder with its manifest (checked again, file by file, before
+    the old world is removed)."""
+    try:
+        name = json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if not out.is_dir() or name != "unimo-demo-world":
+        raise FileExistsError(f"{out} exists and is not a demo world (no manifest.json naming unimo-demo-world); "
+                              "refusing to overwrite it: choose another --out")
 
 
 def iter_scene_specs(seed: int, num_scenes: int, image_size: int = 128) -> Iterator[Scene]:

@@ -8,8 +8,10 @@ Images are read with OpenCV (jpg, jpeg, png, bmp, webp, tif, tiff; ``--recursive
 The image id is the file name without extension, or the part matched by ``--image-id-regex`` (group 1; all-digit
 ids are normalised with ``int``, so ``COCO_val2014_000000391895.jpg`` with ``(\\d+)$`` becomes ``391895``, the
 id BUTD dumps use). An unreadable image or a duplicate id stops the run with an error naming the file, unless
-``--skip-bad`` skips and counts it. The store appears only when complete (written to a temporary name first).
-The last stdout line is a JSON summary (also written to ``--summary PATH``).
+``--skip-bad`` skips and counts it. The store appears only when complete (written to a temporary name first);
+``--overwrite`` replaces only a store's own files and refuses an output folder holding anything else.
+The last stdout line is a JSON summary (also written to ``--summary PATH``). Bad input prints one line
+``error: <file>: <what> (<hint>)`` and exits with 2 (1 = internal error, with its traceback).
 """
 from __future__ import annotations
 
@@ -28,26 +30,31 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from preprocess.datasets.common import file_mode
 from preprocess.extractors import ExtractorError, available_backends, create_extractor
+from unimo.reader.feature_store import check_store_destination
 from unimo.reader.features import FeatureStoreWriter, RegionFeatures
+from unimo.utils.errors import DataError, UserError, run_cli
+from unimo.utils.io import atomic_write
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-class ImageReadError(ValueError):
-    """An image file OpenCV cannot decode (or an id clash)."""
+class ImageReadError(DataError):
+    """An image file OpenCV cannot decode (or an id clash): ``<file>: <message>``; ``reason`` counts skips."""
 
     def __init__(self, path: Path, reason: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
+        super().__init__(str(path), None, None, message, reason)
         self.path = path
-        self.reason = reason
 
 
 def list_images(images_dir: str | os.PathLike, recursive: bool = False) -> tuple[list[Path], int]:
     """Image files under ``images_dir`` sorted by relative path, and the number of other files ignored."""
     root = Path(images_dir)
-    if not root.is_dir():
+    if not root.exists():
         raise FileNotFoundError(f"image directory not found: {root}")
+    if not root.is_dir():
+        raise UserError("not a directory", file=str(root), hint="--images takes a folder of image files")
     entries = root.rglob("*") if recursive else root.iterdir()
     images, ignored = [], 0
     for p in entries:
@@ -101,10 +108,13 @@ def extract_directory(images_dir: str | os.PathLike, output: str | os.PathLike, 
         options["max_boxes"] = max_boxes
     if min_boxes is not None:
         options["min_boxes"] = min_boxes
+    check_store_destination(output, overwrite)
+    try:
+        pattern = re.compile(image_id_regex) if image_id_regex else None
+    except re.error as exc:
+        raise UserError(f"not a valid regular expression ({exc})", field="--image-id-regex",
+                        hint=f"got {image_id_regex!r}") from None
     extractor = create_extractor(backend, **options)
-    if Path(output).exists() and not overwrite:
-        raise FileExistsError(f"output store {output} already exists (pass --overwrite)")
-    pattern = re.compile(image_id_regex) if image_id_regex else None
     files, ignored = list_images(images_dir, recursive)
     if limit is not None:
         files = files[:limit]
@@ -176,32 +186,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help=r"image id = group 1 of this regex on the file stem, e.g. '(\d+)$'")
     p.add_argument("--recursive", action="store_true", help="also read images in sub-folders")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by path)")
-    p.add_argument("--skip-bad", action="store_true", help="skip and count unreadable images instead of failing")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
-    p.add_argument("--summary", default=None, help="also write the JSON summary to this file")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip and count unreadable images (default: the first one is an error)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output store (only its own files; a folder holding anything else is "
+                        "refused; default: an existing output is an error)")
+    p.add_argument("--summary", default=None, help="also write the JSON summary to this file (default: stdout only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on stderr)")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def _run(argv: Sequence[str] | None) -> dict:
     args = build_parser().parse_args(argv)
     extra = {k: v for k, v in (("conf_thresh", args.conf_thresh), ("arch", args.arch), ("grid_size", args.grid_size),
                                ("input_size", args.input_size)) if v is not None}
-    try:
-        summary = extract_directory(args.images, args.output, backend=args.backend, feature_dim=args.feature_dim,
-                                    max_boxes=args.max_boxes, min_boxes=args.min_boxes, fp16=args.fp16,
-                                    weights=args.weights, random_init=args.random_init, skip_bad=args.skip_bad,
-                                    overwrite=args.overwrite, recursive=args.recursive,
-                                    image_id_regex=args.image_id_regex, limit=args.limit,
-                                    progress=not args.no_progress, **extra)
-    except (ExtractorError, ImageReadError, FileNotFoundError, FileExistsError, re.error) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    if args.summary and os.path.isdir(args.summary):
+        raise UserError("is a directory", file=args.summary, hint="--summary takes a file name")
+    summary = extract_directory(args.images, args.output, backend=args.backend, feature_dim=args.feature_dim,
+                                max_boxes=args.max_boxes, min_boxes=args.min_boxes, fp16=args.fp16,
+                                weights=args.weights, random_init=args.random_init, skip_bad=args.skip_bad,
+                                overwrite=args.overwrite, recursive=args.recursive,
+                                image_id_regex=args.image_id_regex, limit=args.limit,
+                                progress=not args.no_progress, **extra)
     text = json.dumps(summary)
     if args.summary:
-        Path(args.summary).write_text(text + "\n")
+        with atomic_write(args.summary) as fh:
+            fh.write(text + "\n")
+        os.chmod(args.summary, file_mode())  # atomic_write's temporary file is private (0600)
     print(text)
     return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the CLI; returns the summary. Bad input: one ``error:`` line on stderr and ``SystemExit(2)``."""
+    out: dict = {}
+    code = run_cli(lambda a: out.update(summary=_run(a)), list(argv) if argv is not None else None,
+                   user_exceptions=(ExtractorError,))
+    if code:
+        raise SystemExit(code)
+    return out["summary"]
 
 
 if __name__ == "__main__":

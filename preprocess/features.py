@@ -1,11 +1,14 @@
 """Convert region-feature dumps into the canonical feature store, and inspect a store.
 
     python -m preprocess.features convert --input FILE_OR_DIR --input-format butd --output STORE [--fp16]
-                                          [--skip-bad] [--overwrite] [--no-class-probs] [--feature-dim 2048]
-                                          [--image-id-regex '(\\d+)$']
+                                          [--skip-bad] [--clip-boxes] [--overwrite] [--no-class-probs]
+                                          [--feature-dim 2048] [--image-id-regex '(\\d+)$']
     python -m preprocess.features inspect STORE [--image-id ID] [--top-k 10] [--objects-vocab objects_vocab.txt]
 
-Both print one JSON object on stdout (progress goes to stderr). Errors print ``error: ...`` and exit with 2.
+Both print one JSON object on stdout (progress goes to stderr). Bad input prints one line
+``error: <file>[:<line>]: field '<field>': <what> (<hint>)`` and exits with 2 (1 = internal error, with traceback).
+The store appears only when complete; ``--overwrite`` replaces only a store's own files and refuses an output
+folder that holds anything else.
 """
 from __future__ import annotations
 
@@ -19,29 +22,40 @@ import unimo  # noqa: F401  (environment setup before anything heavy; no paddle 
 import numpy as np
 from tqdm import tqdm
 
+from unimo.reader.feature_store import check_store_destination
 from unimo.reader.features import (FORMATS, FeatureFormatError, FeatureStore, FeatureStoreWriter, read_features)
+from unimo.utils.errors import UserError, run_cli
 
 
 def _add(writer: FeatureStoreWriter, rec, skip_bad: bool, summary: dict) -> None:
-    """Add one image; with --skip-bad an image the store rejects (inconsistent fields, dimension) is counted."""
+    """Add one image; an image the store rejects (optional fields unlike the first image's, class count) is an
+    error naming its file and line, or with --skip-bad counted."""
     try:
         writer.add(rec)
     except ValueError as exc:
+        src, line = rec.location or (str(writer.path), None)
+        message = str(exc)
+        prefix = f"feature store {writer.path}: "
+        message = message[len(prefix):] if message.startswith(prefix) else message
+        err = FeatureFormatError(src, "store_rejected", message, line,
+                                 hint="every image of a store carries the same fields" if "lacks" in message
+                                 or "which the first image lacked" in message else None)
         if not skip_bad:
-            raise
+            raise err from None
         summary["skipped"]["store_rejected"] = summary["skipped"].get("store_rejected", 0) + 1
         if len(summary["skipped_examples"]) < 10:
-            summary["skipped_examples"].append(str(exc))
+            summary["skipped_examples"].append(str(err))
 
 
 def convert(input_path: str, input_format: str, output: str, fp16: bool = False, skip_bad: bool = False,
             overwrite: bool = False, class_probs: bool = True, feature_dim: int | None = None,
-            image_id_regex: str | None = None, progress: bool = True) -> dict:
+            image_id_regex: str | None = None, progress: bool = True, clip_boxes: bool = False) -> dict:
     """Stream ``input_path`` into a new store at ``output``; return the summary dict."""
     summary: dict = {}
     start = time.perf_counter()
+    check_store_destination(output, overwrite)  # before reading anything
     records = read_features(input_path, input_format, skip_bad=skip_bad, summary=summary, feature_dim=feature_dim,
-                            image_id_regex=image_id_regex)
+                            image_id_regex=image_id_regex, clip_boxes=clip_boxes)
     writer = None
     pending = []  # images without boxes seen before the first one that fixes the feature dimension
     dtype = "float16" if fp16 else "float32"
@@ -85,6 +99,7 @@ def convert(input_path: str, input_format: str, output: str, fp16: bool = False,
         "boxes": int(store.meta["num_boxes"]),
         "files": summary.get("files", 0), "lines": summary.get("lines", 0),
         "repeated_lines": summary.get("repeated_lines", 0),
+        "clipped_boxes": summary.get("clipped_boxes", 0), "clipped_images": summary.get("clipped_images", 0),
         "skipped": summary.get("skipped", {}), "skipped_total": int(sum(summary.get("skipped", {}).values())),
         "skipped_examples": summary.get("skipped_examples", []),
         "seconds": round(elapsed, 3), "images_per_second": round(len(store) / elapsed, 2) if elapsed > 0 else None,
@@ -113,7 +128,11 @@ def inspect(store_path: str, image_id: str | None = None, top_k: int = 10, objec
         return {"store": str(store.path), "images": len(store), "boxes": int(store.meta["num_boxes"]),
                 "dtype": store.dtype, "feature_dim": store.feature_dim, "num_classes": store.num_classes,
                 "fields": store.fields, "first_image_ids": ids[:10]}
-    rec = store[image_id]
+    try:
+        rec = store[image_id]
+    except KeyError as exc:
+        raise UserError(exc.args[0], hint=f"the store holds {len(store)} images; inspect without --image-id "
+                        "lists the first ids") from None
     vocab = _load_vocab(objects_vocab)
     top: list[dict] = []
     pred = rec.object_predictions()
@@ -142,38 +161,47 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input-format", required=True, choices=FORMATS)
     c.add_argument("--output", required=True, help="store directory to create")
     c.add_argument("--fp16", action="store_true", help="store features/class probabilities as float16")
-    c.add_argument("--skip-bad", action="store_true", help="skip bad records (counted in the summary)")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing store at --output")
+    c.add_argument("--skip-bad", action="store_true", help="skip bad records (counted in the summary; default: the "
+                   "first bad record is an error)")
+    c.add_argument("--clip-boxes", action="store_true",
+                   help="clip boxes outside the image into it and raise inverted ones (x2 < x1) to zero width, "
+                        "counted in the summary (default: such a box is an error)")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing store at --output (only its own files; a folder holding anything else "
+                        "is refused; default: an existing output is an error)")
     c.add_argument("--no-class-probs", action="store_true",
                    help="do not store cls_prob/attr_prob (object ids/confidences are still kept)")
-    c.add_argument("--feature-dim", type=int, default=None, help="expected feature dimension (checked per image)")
+    c.add_argument("--feature-dim", type=int, default=None,
+                   help="expected feature dimension, checked per image (default: the first image with boxes)")
     c.add_argument("--image-id-regex", default=None,
-                   help="regex applied to the id field (group 1 or whole match; digits are int-normalised)")
-    c.add_argument("--no-progress", action="store_true")
+                   help="regex applied to the id field (group 1 or whole match; digits are int-normalised; "
+                        "default: the id as written, unimo-img2txt: int(id[9:]))")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on stderr)")
     i = sub.add_parser("inspect", help="print a store summary or one image as JSON")
-    i.add_argument("store")
-    i.add_argument("--image-id", default=None)
-    i.add_argument("--top-k", type=int, default=10)
-    i.add_argument("--objects-vocab", default=None, help="vg objects_vocab.txt to name the classes")
+    i.add_argument("store", help="feature store directory")
+    i.add_argument("--image-id", default=None, help="print this image (default: the store summary)")
+    i.add_argument("--top-k", type=int, default=10, help="most confident boxes listed (default: 10)")
+    i.add_argument("--objects-vocab", default=None,
+                   help="vg objects_vocab.txt to name the classes (default: ids only)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "convert":
-            result = convert(args.input, args.input_format, args.output, fp16=args.fp16, skip_bad=args.skip_bad,
-                             overwrite=args.overwrite, class_probs=not args.no_class_probs,
-                             feature_dim=args.feature_dim, image_id_regex=args.image_id_regex,
-                             progress=not args.no_progress)
-        else:
-            result = inspect(args.store, args.image_id, args.top_k, args.objects_vocab)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    if args.command == "convert":
+        result = convert(args.input, args.input_format, args.output, fp16=args.fp16, skip_bad=args.skip_bad,
+                         overwrite=args.overwrite, class_probs=not args.no_class_probs,
+                         feature_dim=args.feature_dim, image_id_regex=args.image_id_regex,
+                         progress=not args.no_progress, clip_boxes=args.clip_boxes)
+    else:
+        result = inspect(args.store, args.image_id, args.top_k, args.objects_vocab)
     print(json.dumps(result, indent=1))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 ok, 2 bad input or usage (one ``error:`` line), 1 internal error (traceback)."""
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":

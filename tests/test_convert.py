@@ -91,11 +91,12 @@ OPTIMIZER_FILES = {  # name -> the ignore pattern the report must quote
     "scheduled_learning_rate": "scheduled_learning_rate*",
     "duplicated_trigram_blocking_delta_score_out": "duplicated_trigram_blocking_*",
 }
-TASK_MODEL = {"backbone": ("UnimoModel", {}), "generation": ("UnimoForGeneration", {}),
+TASK_MODEL = {"backbone": ("UnimoModel", {}), "generation": ("UnimoForGeneration", {"label_smoothing": 0.0}),
               "classification": ("UnimoForSequenceClassification", {"num_labels": 3}),
               "regression": ("UnimoForSequenceClassification", {"num_labels": 1}),
               "ve": ("UnimoForVisualEntailment", {"num_labels": 3, "hidden": 2048}),
-              "retrieval": ("UnimoForRetrieval", {"margin": 0.2, "scale": 1.0}),
+              "retrieval": ("UnimoForRetrieval", {"margin": 0.2, "scale": 1.0, "negative_images": 10,
+                                                   "negative_captions": 10}),
               "vqa": ("UnimoForVQA", {"num_answers": 5})}
 
 
@@ -152,10 +153,11 @@ def _outputs(model, task: str) -> list[np.ndarray]:
     model.eval()
     with paddle.no_grad():
         out = model(**_inputs(task))
-        result = [out.numpy()]
-        if task == "generation":
-            result.append(model.lm_head(out).numpy())
-    return result
+    if task == "backbone":
+        return [out.numpy()]
+    if task == "generation":
+        return [out.sequence_output.numpy(), out.logits.numpy()]
+    return [(out.scores if task == "retrieval" else out.logits).numpy()]
 
 
 # ------------------------------------------------------------------------------------------------ file format
@@ -367,11 +369,11 @@ def test_auto_detect_cli_mnli_like_dir(tiny_legacy, tmp_path, capsys):
     report = json.loads((out / "conversion_report.json").read_text())
     assert report["task"] == "classification" and report["init_kwargs"] == {"num_labels": 3}
     assert {u["name"] for u in report["unused"]} == set(head_tables(64)["generation"])
-    # a directory that holds two kinds of task head is refused (exit 1, nothing written)
+    # a directory that holds two kinds of task head is refused (exit 2, nothing written)
     from unimo.convert.__main__ import main
 
     out2 = tmp_path / "out2"
-    assert main(["legacy", "--src", str(src), "--config", TINY, "--dst", str(out2)]) == 1
+    assert main(["legacy", "--src", str(src), "--config", TINY, "--dst", str(out2)]) == 2
     err = capsys.readouterr().err
     assert "several task heads" in err and "--task" in err
     assert not out2.exists()

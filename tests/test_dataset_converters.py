@@ -145,7 +145,7 @@ def test_failed_run_keeps_previous_outputs(coco_json, tmp_path):
     data = json.loads(coco_json.read_text())
     data["images"][2]["sentences"][0]["raw"] = ""  # the failure comes after train lines were already written
     with pytest.raises(DataError):
-        convert_coco_karpathy(str(write_json(tmp_path / "bad.json", data)), str(out), progress=False)
+        convert_coco_karpathy(str(write_json(tmp_path / "bad.json", data)), str(out), progress=False, overwrite=True)
     assert (out / "captions_train.jsonl").read_bytes() == before
     assert [f for f in os.listdir(out) if f.startswith(".")] == []  # no temporary files left
 
@@ -594,7 +594,7 @@ def test_cli_summary_and_errors(tmp_path):
     f = write_lines(tmp_path / "dev.tsv", ["sentence\tlabel", "fine .\t1", "broken .\tx", "ok .\t0"])
     out = tmp_path / "o"
     r = run_cli("glue", "--task", "sst-2", "--input", str(f), "--output", str(out), "--no-progress")
-    assert r.returncode == 1 and not out.exists()
+    assert r.returncode == 2 and not out.exists()
     assert r.stderr.strip().endswith("dev.tsv:3: field 'label': 'x' is not one of ['0', '1']")
     r = run_cli("glue", "--task", "sst-2", "--input", str(f), "--output", str(out), "--skip-bad", "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -603,4 +603,4 @@ def test_cli_summary_and_errors(tmp_path):
     assert json.loads((out / "glue-sst-2_summary.json").read_text()) == summary
     assert visible_files(out) == ["dev.jsonl", "glue-sst-2_summary.json", "labels.json"]
     r = run_cli("vqa-v2", "--output", str(tmp_path / "v"), "--questions", "train")
-    assert r.returncode == 1 and "SPLIT=PATH" in r.stderr
+    assert r.returncode == 2 and "SPLIT=PATH" in r.stderr

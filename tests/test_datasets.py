@@ -242,17 +242,23 @@ def test_official_dialog_tsv(tmp_path, dict_dir, tokenizer):
 
 
 # ------------------------------------------------------------------------------------------------ official ';' files
+def random_boxes(rng, n: int) -> np.ndarray:
+    """Boxes inside a 500 x 375 image (x1 <= x2, y1 <= y2)."""
+    xy = rng.uniform(0, 200, (n, 2))
+    return np.concatenate([xy, xy + rng.uniform(1, 170, (n, 2))], 1).astype(np.float32)
+
+
 def ve_line(image_id="3416050480", data_id="12", label="2", ids="0 133 2", nb=2, boxes=None, feats=None,
             w="500", h="375") -> str:
     rng = np.random.default_rng(int(data_id) if data_id.isdigit() else 0)
-    boxes = b64(rng.uniform(0, 300, (nb, 4))) if boxes is None else boxes
+    boxes = b64(random_boxes(rng, nb)) if boxes is None else boxes
     feats = b64(rng.normal(size=(nb, 8))) if feats is None else feats
     return ";".join([image_id, data_id, label, ids, "0 0 0", "0 1 2", "", w, h, str(nb), boxes, feats, "", ""])
 
 
 def test_official_ve(tmp_path):
     rng = np.random.default_rng(0)
-    boxes = rng.uniform(0, 300, (3, 4)).astype(np.float32)
+    boxes = random_boxes(rng, 3)
     feats = rng.normal(size=(3, 8)).astype(np.float32)
     f = write_lines(tmp_path / "ve_dev.txt", [ve_line(), ve_line("1", "13", "0", "0 5 4 2", 3, b64(boxes), b64(feats),
                                                                  w="640", h="480")])

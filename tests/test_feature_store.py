@@ -165,7 +165,7 @@ def test_open_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="feature store not found"):
         FeatureStore.open(tmp_path / "nope")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(ValueError, match="is not a feature store"):
+    with pytest.raises(ValueError, match="plain: not a feature store"):
         FeatureStore.open(tmp_path / "plain")
     build(tmp_path / "s", make_records())
     with open(tmp_path / "s" / "features.bin", "r+b") as fh:
@@ -196,7 +196,7 @@ def test_cli_convert_skip_bad_and_inspect(tmp_path, capsys, shared_data):
     assert cli.main(["convert", "--input", str(src), "--input-format", "butd", "--output", str(out),
                      "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert f"error: {src} line 3: 1 fields, expected 6" in err
+    assert f"error: {src}:3: 1 fields, expected 6" in err
     assert not out.exists() and leftovers(tmp_path) == []
     assert cli.main(["convert", "--input", str(src), "--input-format", "butd", "--output", str(out), "--skip-bad",
                      "--no-progress"]) == 0

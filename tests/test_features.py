@@ -115,10 +115,10 @@ def test_unimo_img2txt_hand_built_and_dedup(tmp_path):
 
 def test_unimo_img2txt_repeat_mismatch_and_bad_id(tmp_path):
     path = write(tmp_path / "cap.txt", [img2txt_line(), img2txt_line(feats=b64([[1, 2, 3], [4, 5, 7]]))])
-    with pytest.raises(FeatureFormatError, match=r"cap\.txt line 2: image '391895' repeats with different"):
+    with pytest.raises(FeatureFormatError, match=r"cap\.txt:2: image '391895' repeats with different"):
         list(read_features(path, "unimo-img2txt"))
     path = write(tmp_path / "bad.txt", [img2txt_line("COCO_val2014_000000391895")])
-    with pytest.raises(FeatureFormatError, match=r"bad\.txt line 1 field 'image_id': .*int\(image_id\[9:\]\)"):
+    with pytest.raises(FeatureFormatError, match=r"bad\.txt:1: field 'image_id': .*int\(image_id\[9:\]\)"):
         list(read_features(path, "unimo-img2txt"))
     (r,) = read_features(path, "unimo-img2txt", image_id_regex=r"_0*(\d+)$")
     assert r.image_id == "391895"
@@ -235,21 +235,21 @@ def test_writer_failure_leaves_nothing(tmp_path):
 
 BAD_CASES = [
     # (line, reason, message pattern)
-    ("hello world", "field_count", r"line 2: 1 fields, expected 6"),
-    (butd_line()[: -3], "bad_base64", r"line 2 field 'features': bad base64"),
-    (butd_line(boxes="!!!!" + b64(BOXES)), "bad_base64", r"line 2 field 'boxes': bad base64"),
-    ("\t".join(butd_line().split("\t")[:5]), "field_count", r"line 2: 5 fields, expected 6"),
-    (butd_line() + "\textra", "field_count", r"line 2: 7 fields, expected 6"),
-    (butd_line(feats=b64([1, 2, 3, 4, 5])), "dimension", r"line 2 field 'features': 5 values are not divisible by "
+    ("hello world", "field_count", r":2: 1 fields, expected 6"),
+    (butd_line()[: -3], "bad_base64", r":2: field 'features': bad base64"),
+    (butd_line(boxes="!!!!" + b64(BOXES)), "bad_base64", r":2: field 'boxes': bad base64"),
+    ("\t".join(butd_line().split("\t")[:5]), "field_count", r":2: 5 fields, expected 6"),
+    (butd_line() + "\textra", "field_count", r":2: 7 fields, expected 6"),
+    (butd_line(feats=b64([1, 2, 3, 4, 5])), "dimension", r":2: field 'features': 5 values are not divisible by "
                                                          r"num_boxes=2"),
     (butd_line(feats=base64.b64encode(b"abcdef").decode()), "dimension", r"field 'features': 6 bytes"),
-    (butd_line(feats=b64([[1, 2, np.nan], [4, 5, 6]])), "non_finite", r"line 2 field 'features': 1 NaN/inf"),
+    (butd_line(feats=b64([[1, 2, np.nan], [4, 5, 6]])), "non_finite", r":2: field 'features': 1 NaN/inf"),
     (butd_line(boxes=b64([[0, 0, np.inf, 1], [0, 0, 1, 1]])), "non_finite", r"field 'boxes': 1 NaN/inf"),
-    (butd_line(n="3"), "num_boxes_mismatch", r"line 2 field 'boxes': 8 values for num_boxes=3 \(expected 12\)"),
-    (butd_line(n="two"), "bad_value", r"line 2 field 'num_boxes': 'two' is not an integer"),
-    (butd_line(w="0"), "bad_value", r"line 2 field 'image_w': 0 is below the minimum 1"),
+    (butd_line(n="3"), "num_boxes_mismatch", r":2: field 'boxes': 8 values for num_boxes=3 \(expected 12\)"),
+    (butd_line(n="two"), "bad_value", r":2: field 'num_boxes': 'two' is not an integer"),
+    (butd_line(w="0"), "bad_value", r":2: field 'image_w': 0 is below the minimum 1"),
     (butd_line(image_id="9"), "duplicate_id",
-     r"line 2 field 'image_id': duplicate image id '9' \(first at .* line 1\)"),
+     r":2: field 'image_id': duplicate image id '9' \(first at .*:1\)"),
 ]
 
 
@@ -270,7 +270,7 @@ def test_bad_input_names_file_line_field(tmp_path, line, reason, pattern):
 
 def test_expected_dimension(tmp_path):
     path = write(tmp_path / "x.tsv", [butd_line()])
-    with pytest.raises(FeatureFormatError, match=r"x\.tsv line 1 field 'features': dimension 3 per box, expected "
+    with pytest.raises(FeatureFormatError, match=r"x\.tsv:1: field 'features': dimension 3 per box, expected "
                                                  r"2048"):
         list(read_features(path, "butd", feature_dim=2048))
     assert len(list(read_features(path, "butd", feature_dim=3))) == 1
@@ -299,22 +299,22 @@ def test_missing_inputs_and_unknown_format(tmp_path):
 def test_other_formats_field_errors(tmp_path):
     lx = "\t".join(["1", "480", "640", b64([3, 7, 9], np.int64), b64([0.9, 0.4]), b64([1, 2], np.int64),
                     b64([0.5, 0.6]), "2", b64(BOXES), b64(FEATS)])
-    with pytest.raises(FeatureFormatError, match=r"lx\.tsv line 1 field 'objects_id': 3 values for num_boxes=2"):
+    with pytest.raises(FeatureFormatError, match=r"lx\.tsv:1: field 'objects_id': 3 values for num_boxes=2"):
         list(read_features(write(tmp_path / "lx.tsv", [lx]), "lxmert"))
-    with pytest.raises(FeatureFormatError, match=r"c\.txt line 1: 15 fields, expected 16"):
+    with pytest.raises(FeatureFormatError, match=r"c\.txt:1: 15 fields, expected 16"):
         list(read_features(write(tmp_path / "c.txt", [img2txt_line().rsplit(";", 1)[0]]), "unimo-img2txt"))
-    with pytest.raises(FeatureFormatError, match=r"c2\.txt line 1 field 'probs': 3 values are not divisible"):
+    with pytest.raises(FeatureFormatError, match=r"c2\.txt:1: field 'probs': 3 values are not divisible"):
         list(read_features(write(tmp_path / "c2.txt", [img2txt_line(probs=b64([1, 2, 3]))]), "unimo-img2txt"))
     bad_ret = "\t".join(["a.jpg", "500", "375", "2", b64(BOXES), b64(FEATS), b64([[0.5, np.inf]] * 2)])
-    with pytest.raises(FeatureFormatError, match=r"r\.tsv line 1 field 'probs': 2 NaN/inf"):
+    with pytest.raises(FeatureFormatError, match=r"r\.tsv:1: field 'probs': 2 NaN/inf"):
         list(read_features(write(tmp_path / "r.tsv", [bad_ret]), "unimo-retrieval"))
     d = tmp_path / "npz"
     d.mkdir()
     np.savez(d / "a.npz", features=np.ones((2, 3), np.float32))
-    with pytest.raises(FeatureFormatError, match=r"a\.npz key 'norm_bb': missing"):
+    with pytest.raises(FeatureFormatError, match=r"a\.npz: key 'norm_bb': missing"):
         list(read_features(d, "uniter-npz"))
     np.savez(d / "a.npz", features=np.ones((2, 3), np.float32), norm_bb=np.zeros((3, 6), np.float32))
-    with pytest.raises(FeatureFormatError, match=r"a\.npz key 'norm_bb': 3 boxes but 2 feature rows"):
+    with pytest.raises(FeatureFormatError, match=r"a\.npz: key 'norm_bb': 3 boxes but 2 feature rows"):
         list(read_features(d, "uniter-npz"))
     (d / "b.npz").write_bytes(b"this is not a zip file")
     summary: dict = {}

@@ -122,7 +122,7 @@ def test_report_json_and_markdown(runs_dir: Path, tmp_path: Path):
     md, js = tmp_path / "r" / "report.md", tmp_path / "r" / "report.json"
     proc = run_cli("--results", str(runs_dir), "--output", str(md), "--json", str(js))
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"runs": 13, "skipped": 0, "output": str(md), "json": str(js)}
+    assert json.loads(proc.stdout) == {"runs": 13, "skipped": 0, "not_runs": 0, "output": str(md), "json": str(js)}
     rep = json.loads(js.read_text())
     text = md.read_text()
 
@@ -194,12 +194,12 @@ def test_bad_results_are_errors_or_skipped(tmp_path: Path):
     md = tmp_path / "report.md"
 
     proc = run_cli("--results", str(root), "--output", str(md))
-    assert proc.returncode == 1 and not md.exists()
+    assert proc.returncode == 2 and not md.exists()
     assert f"{root / 'broken' / 'results.json'}: not valid JSON (line 2" in proc.stderr
 
     (root / "broken" / "results.json").unlink()
     proc = run_cli("--results", str(root), "--output", str(md))
-    assert proc.returncode == 1 and not md.exists()
+    assert proc.returncode == 2 and not md.exists()
     assert f"{nan / 'results.json'}: metrics.dev.acc: not a finite number (nan)" in proc.stderr
 
     (root / "broken" / "results.json").write_text("[1, 2]", encoding="utf-8")
@@ -226,4 +226,4 @@ def test_invalid_fields(tmp_path: Path, content, message):
 
 def test_missing_results_folder(tmp_path: Path):
     proc = run_cli("--results", str(tmp_path / "nope"))
-    assert proc.returncode == 1 and "no such file or folder" in proc.stderr
+    assert proc.returncode == 2 and "no such file or folder" in proc.stderr

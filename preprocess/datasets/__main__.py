@@ -1,7 +1,11 @@
-"""CLI: ``python -m preprocess.datasets <name> --input ... --output DIR [--skip-bad]``.
+"""CLI: ``python -m preprocess.datasets <name> --input ... --output DIR [--skip-bad] [--overwrite]``.
 
-Prints the converter's JSON summary on stdout and saves it as ``DIR/<name>_summary.json``; exits with status 1
-and a one-line ``error: file:line: field ...: message`` on bad input (nothing is written then).
+Prints the converter's JSON summary on stdout and saves it as ``DIR/<name>_summary.json``. Outputs are written
+atomically (all or nothing); existing outputs are replaced only with ``--overwrite`` (other files in DIR are never
+touched). Exit status: 0 ok, 2 bad input or usage -- one line ``error: <file>[:<line>]: field '<f>': <what>
+(<hint>)`` on stderr, nothing written --, 1 internal error (traceback). With ``--skip-bad`` a split left without
+any example is still an error, and skipping more than 10% (``common.MAX_SKIP_FRACTION``) of an input file's
+records prints a warning.
 """
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 import unimo  # noqa: F401  (sets the CPU environment; no paddle is imported here)
+from unimo.utils.errors import run_cli
+from unimo.utils.io import write_json_atomic
 
 from . import (CONVERTERS, convert_coco_karpathy, convert_coqa, convert_flickr30k, convert_glue, convert_seq2seq,
                convert_snli_ve, convert_vqa_v2)
-from .common import DataError, file_mode
+from .common import MAX_SKIP_FRACTION, OutputExistsError, UsageError, file_mode
 from .glue import TASKS as GLUE_TASKS
 from .seq2seq import NAMES as SEQ2SEQ_NAMES
 
@@ -25,7 +30,7 @@ def _split_map(items: list[str] | None, flag: str) -> dict[str, str]:
     for item in items or []:
         split, sep, path = item.partition("=")
         if not sep or not split or not path:
-            raise ValueError(f"{flag} takes SPLIT=PATH, got {item!r}")
+            raise UsageError(f"{flag} takes SPLIT=PATH, got {item!r}")
         out[split] = path
     return out
 
@@ -41,8 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--input", nargs="+" if multi else None, required=input_required,
                         help=input_help or ("input file(s) or folder" if multi else "input file"))
         sp.add_argument("--output", required=True, help="output folder (created if missing)")
-        sp.add_argument("--skip-bad", action="store_true", help="skip bad records and count them by reason")
-        sp.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+        sp.add_argument("--skip-bad", action="store_true",
+                        help="skip bad records and count them by reason (default: the first bad record is an error); "
+                             "a split left without examples is still an error, and skipping more than "
+                             f"{MAX_SKIP_FRACTION * 100:.0f}%% of a file's records warns on stderr")
+        sp.add_argument("--overwrite", action="store_true",
+                        help="replace this converter's existing outputs in --output (default: an existing output "
+                             "file is an error; other files are never touched)")
+        sp.add_argument("--no-progress", action="store_true", help="no tqdm progress bars (default: shown)")
         return sp
 
     for name, help in (("coco-karpathy", "dataset_coco.json -> captions_{split}.jsonl + COCO-format refs"),
@@ -80,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    common = {"skip_bad": args.skip_bad, "progress": not args.no_progress}
+    common = {"skip_bad": args.skip_bad, "progress": not args.no_progress, "overwrite": args.overwrite}
     if args.name == "coco-karpathy":
         return convert_coco_karpathy(args.input, args.output, restval=args.restval, text=args.text,
                                      image_id_from=args.image_id_from, **common)
@@ -102,26 +113,27 @@ def run(args: argparse.Namespace) -> dict:
                            tgt_field=args.tgt_field, id_field=args.id_field, **common)
 
 
-def _save_summary(summary: dict, out_dir: str, name: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}_summary.", suffix=".tmp", dir=out_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(summary, f, ensure_ascii=False, indent=2)
-        f.write("\n")
-    os.chmod(tmp, file_mode())
-    os.replace(tmp, os.path.join(out_dir, f"{name}_summary.json"))
+def _summary_path(args: argparse.Namespace) -> str:
+    name = args.name if args.name != "glue" else f"glue-{args.task}"
+    return os.path.join(args.output, f"{name}_summary.json")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    summary_path = _summary_path(args)
+    if os.path.lexists(summary_path) and not args.overwrite:  # an earlier conversion is there: refuse at once
+        raise OutputExistsError("exists", file=summary_path,
+                                hint="pass --overwrite to replace the converter's outputs; other files in the folder "
+                                     "are never touched")
+    summary = run(args)
+    write_json_atomic(summary_path, summary, indent=2)
+    os.chmod(summary_path, file_mode())  # atomic_write's temporary file is private (0600)
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        summary = run(args)
-    except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    name = args.name if args.name != "glue" else f"glue-{args.task}"
-    _save_summary(summary, args.output, name)
-    print(json.dumps(summary, ensure_ascii=False, indent=2))
-    return 0
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .common import AtomicOutputs, DataError, IssueLog, clean_text, load_json, make_summary
+from .common import AtomicOutputs, DataError, IssueLog, UsageError, check_kept, clean_text, load_json, make_summary
 
 SPLITS = ("train", "val", "test", "restval")
 IMAGE_ID_SOURCES = ("cocoid", "stem", "filename", "imgid")
@@ -38,11 +38,11 @@ def _iter_karpathy(path: str, log: IssueLog, stats: Counter, image_id_from: str,
                    progress: bool):
     """Yield (image_id, split, [(sentid, caption)]) per valid image, reporting bad images/captions to ``log``."""
     if image_id_from not in IMAGE_ID_SOURCES:
-        raise ValueError(f"image_id_from must be one of {IMAGE_ID_SOURCES}, got {image_id_from!r}")
+        raise UsageError(f"image_id_from must be one of {IMAGE_ID_SOURCES}, got {image_id_from!r}")
     if text not in ("raw", "tokens"):
-        raise ValueError(f"text must be 'raw' or 'tokens', got {text!r}")
+        raise UsageError(f"text must be 'raw' or 'tokens', got {text!r}")
     if restval not in ("train", "separate"):
-        raise ValueError(f"restval must be 'train' or 'separate', got {restval!r}")
+        raise UsageError(f"restval must be 'train' or 'separate', got {restval!r}")
     data = load_json(path)
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
@@ -105,7 +105,8 @@ def _iter_karpathy(path: str, log: IssueLog, stats: Counter, image_id_from: str,
 
 
 def convert_coco_karpathy(input: str, output_dir: str, skip_bad: bool = False, progress: bool = True,
-                          restval: str = "train", text: str = "raw", image_id_from: str = "cocoid") -> dict:
+                          restval: str = "train", text: str = "raw", image_id_from: str = "cocoid",
+                          overwrite: bool = False) -> dict:
     """``dataset_coco.json`` -> ``captions_{split}.jsonl`` (one line per caption) + ``captions_{split}_refs.json``.
 
     Example: {"image_id": str, "caption", "caption_id": sentid, "split"}. The refs file is in the COCO annotation
@@ -115,12 +116,14 @@ def convert_coco_karpathy(input: str, output_dir: str, skip_bad: bool = False, p
     log = IssueLog(skip_bad)
     stats: Counter[str] = Counter()
     per_split: dict[str, list] = defaultdict(list)
-    with AtomicOutputs(output_dir) as out:
+    with AtomicOutputs(output_dir, overwrite) as out:
         for image_id, split, caps in _iter_karpathy(input, log, stats, image_id_from, text, restval, progress):
             w = out.jsonl(f"captions_{split}.jsonl")
             for sid, cap in caps:
                 w.write({"image_id": image_id, "caption": cap, "caption_id": sid, "split": split})
             per_split[split].append((image_id, caps))
+        check_kept(input, "any split", sum(len(caps) for items in per_split.values() for _, caps in items), log,
+                   Counter(), out)
         for split, items in sorted(per_split.items()):
             out.json(f"captions_{split}_refs.json", {
                 "info": {"description": f"references of the {split} split, from {os.path.basename(input)}"},
@@ -135,7 +138,8 @@ def convert_coco_karpathy(input: str, output_dir: str, skip_bad: bool = False, p
 
 
 def convert_flickr30k(input: str, output_dir: str, skip_bad: bool = False, progress: bool = True,
-                      restval: str = "train", text: str = "raw", image_id_from: str = "stem") -> dict:
+                      restval: str = "train", text: str = "raw", image_id_from: str = "stem",
+                      overwrite: bool = False) -> dict:
     """``dataset_flickr30k.json`` -> ``retrieval_{split}.jsonl``: {"image_id", "captions": [...], "split"}.
 
     The image id defaults to the file name without extension ("1000092795"), the key the feature files use.
@@ -143,9 +147,10 @@ def convert_flickr30k(input: str, output_dir: str, skip_bad: bool = False, progr
     log = IssueLog(skip_bad)
     stats: Counter[str] = Counter()
     counts: Counter[str] = Counter()
-    with AtomicOutputs(output_dir) as out:
+    with AtomicOutputs(output_dir, overwrite) as out:
         for image_id, split, caps in _iter_karpathy(input, log, stats, image_id_from, text, restval, progress):
             out.jsonl(f"retrieval_{split}.jsonl").write(
                 {"image_id": image_id, "captions": [c for _, c in caps], "split": split})
             counts[split] += 1
+        check_kept(input, "any split", sum(counts.values()), log, Counter(), out)
     return make_summary("flickr30k", [input], out, log, images=dict(sorted(counts.items())), **dict(stats))

@@ -7,10 +7,12 @@ kept whole; the official reader keeps only the last 15 turns when it builds the 
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 from tqdm import tqdm
 
-from .common import AtomicOutputs, DataError, IssueLog, list_inputs, load_json, make_summary, split_from_name
+from .common import AtomicOutputs, DataError, IssueLog, UsageError, check_kept, list_inputs, load_json, \
+    make_summary, split_from_name
 
 
 def _text(obj, key: str, path: str, where: str) -> str:
@@ -32,17 +34,18 @@ def _turn_id(obj, path: str, where: str) -> int:
 
 
 def convert_coqa(inputs: list[str], output_dir: str, skip_bad: bool = False, progress: bool = True,
-                 split: str | None = None) -> dict:
+                 split: str | None = None, overwrite: bool = False) -> dict:
     """Convert CoQA json files (or a folder of them); split from the file name (train/dev) unless ``split``."""
     files = list_inputs(inputs, (".json",))
     if split and len(files) > 1:
-        raise ValueError("--split names one split: give a single input file with it")
+        raise UsageError("--split names one split: give a single input file with it")
     log = IssueLog(skip_bad)
     stories: dict[str, int] = {}
-    with AtomicOutputs(output_dir) as out:
+    with AtomicOutputs(output_dir, overwrite) as out:
         for path in files:
             name = split or split_from_name(path)
             w = out.jsonl(f"{name}.jsonl")
+            kept_before, skipped_before = w.count, Counter(log.skipped)
             data = load_json(path)
             items = data.get("data") if isinstance(data, dict) else None
             if not isinstance(items, list):
@@ -81,5 +84,6 @@ def convert_coqa(inputs: list[str], output_dir: str, skip_bad: bool = False, pro
                 for ex in turns:
                     w.write(ex)
                 n_stories += 1
-            stories[name] = n_stories
+            stories[name] = stories.get(name, 0) + n_stories
+            check_kept(path, f"split '{name}'", w.count - kept_before, log, skipped_before, out)
     return make_summary("coqa", files, out, log, stories=stories)

@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from unimo.reader.datasets import iter_lines
-
-from .common import AtomicOutputs, DataError, IssueLog, list_inputs, make_summary, split_from_name
+from .common import AtomicOutputs, DataError, IssueLog, UsageError, check_kept, list_inputs, make_summary, \
+    read_lines, split_from_name
 
 TASKS = {
     # name: (text_a column, text_b column, label column, label names or None for regression)
@@ -42,24 +41,25 @@ def _text(row: dict, col: str, path: str, n: int) -> str:
 
 
 def convert_glue(task: str, inputs: list[str], output_dir: str, skip_bad: bool = False, progress: bool = True,
-                 split: str | None = None) -> dict:
+                 split: str | None = None, overwrite: bool = False) -> dict:
     """Convert the TSVs of one GLUE task (files or the task folder); each file's stem is its split name."""
     task = task.lower()
     if task not in TASKS:
-        raise ValueError(f"unknown GLUE task {task!r}; expected one of {', '.join(TASKS)}")
+        raise UsageError(f"unknown GLUE task {task!r}; expected one of {', '.join(TASKS)}")
     col_a, col_b, col_label, label_names = TASKS[task]
     files = list_inputs(inputs, (".tsv",))
     if split and len(files) > 1:
-        raise ValueError("--split names one split: give a single input file with it")
+        raise UsageError("--split names one split: give a single input file with it")
     log = IssueLog(skip_bad)
     per_split: dict[str, Counter] = {}
-    with AtomicOutputs(output_dir) as out:
+    with AtomicOutputs(output_dir, overwrite) as out:
         for path in files:
             name = split or split_from_name(path, ())
             w = out.jsonl(f"{name}.jsonl")
+            kept_before, skipped_before = w.count, Counter(log.skipped)
             counts = per_split.setdefault(name, Counter())
             header: list[str] | None = None
-            for n, text in iter_lines(path, progress):
+            for n, text in read_lines(path, progress):
                 if header is None:
                     cols = text.split("\t")
                     if task == "cola" and len(cols) == 4 and cols[0] != "index":
@@ -109,6 +109,7 @@ def convert_glue(task: str, inputs: list[str], output_dir: str, skip_bad: bool =
                        (label if label_names is not None else "labelled")] += 1
             if header is None:
                 raise DataError(path, None, None, "empty file", "empty_file")
+            check_kept(path, f"split '{name}'", w.count - kept_before, log, skipped_before, out)
         if label_names is not None:
             out.json("labels.json", label_names)
     return make_summary(f"glue-{task}", files, out, log,

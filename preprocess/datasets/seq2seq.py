@@ -21,10 +21,10 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from unimo.reader.datasets import iter_lines
+from unimo.utils.errors import UserError
 
-from .common import AtomicOutputs, DataError, IssueLog, iter_jsonl_objects, load_json, make_summary, \
-    split_from_name
+from .common import AtomicOutputs, DataError, IssueLog, UsageError, check_kept, iter_jsonl_objects, load_json, \
+    make_summary, read_lines, split_from_name
 
 NAMES = ("cnndm", "gigaword", "squad-qg", "xsum", "seq2seq-jsonl")
 _PAIRS = ((".src", ".tgt"), (".source", ".target"))
@@ -40,6 +40,8 @@ def _jobs(name: str, inputs: list[str], split: str | None) -> list[tuple[str, st
             files += sorted(os.path.join(p, f) for f in os.listdir(p) if not f.startswith("."))
         elif os.path.isfile(p):
             files.append(p)
+        elif os.path.exists(p):
+            raise UserError("not a regular file or a directory", file=p, hint="give data files or a folder of them")
         else:
             raise FileNotFoundError(f"input not found: {p}")
     jobs = []
@@ -63,18 +65,18 @@ def _jobs(name: str, inputs: list[str], split: str | None) -> list[tuple[str, st
         elif ext == ".json" and name == "squad-qg":
             jobs.append(("squad", (f,)))
         elif len(inputs) == 1 and not os.path.isdir(str(inputs[0])):
-            raise ValueError(f"{f}: unsupported input for {name} (expected .src/.tgt, .tsv, .jsonl"
+            raise UsageError(f"{f}: unsupported input for {name} (expected .src/.tgt, .tsv, .jsonl"
                              f"{', .json' if name == 'squad-qg' else ''})")
     if not jobs:
         raise FileNotFoundError(f"no {name} input files found in {', '.join(map(str, inputs))}")
     if split and len(jobs) > 1:
-        raise ValueError("--split names one split: give a single input with it")
+        raise UsageError("--split names one split: give a single input with it")
     out, seen = [], {}
     for kind, paths in jobs:
         # SQuAD files are named like train-v2.0.json -> "train"; text files keep their stem (dev.2k stays dev.2k)
         s = split or (split_from_name(paths[0]) if kind == "squad" else split_from_name(paths[0], ()))
         if s in seen:
-            raise ValueError(f"{paths[0]} and {seen[s]} both map to split {s!r}; convert them separately")
+            raise UsageError(f"{paths[0]} and {seen[s]} both map to split {s!r}; convert them separately")
         seen[s] = paths[0]
         out.append((s, kind, paths))
     return out
@@ -91,7 +93,7 @@ def _text(v, path: str, line, field: str) -> str:
 
 
 def _iter_pair(src_path: str, tgt_path: str, log: IssueLog, progress: bool) -> Iterator[dict]:
-    src_it, tgt_it = iter_lines(src_path, progress), iter_lines(tgt_path)
+    src_it, tgt_it = read_lines(src_path, progress), read_lines(tgt_path)
     i = -1
     while True:
         s, t = next(src_it, None), next(tgt_it, None)
@@ -111,7 +113,7 @@ def _iter_pair(src_path: str, tgt_path: str, log: IssueLog, progress: bool) -> I
 def _iter_tsv(path: str, log: IssueLog, progress: bool) -> Iterator[dict]:
     header = None
     i = -1
-    for n, text in iter_lines(path, progress):
+    for n, text in read_lines(path, progress):
         if header is None:
             header = text.split("\t")
             if "tgt" not in header:
@@ -205,20 +207,21 @@ def _iter_squad(path: str, log: IssueLog, stats: Counter, progress: bool) -> Ite
 
 def convert_seq2seq(name: str, inputs: list[str], output_dir: str, skip_bad: bool = False, progress: bool = True,
                     split: str | None = None, src_fields: list[str] | None = None, tgt_field: str | None = None,
-                    id_field: str = "id") -> dict:
+                    id_field: str = "id", overwrite: bool = False) -> dict:
     """Convert generation data for ``name`` (one of NAMES); see the module docstring for the inputs."""
     if name not in NAMES:
-        raise ValueError(f"unknown seq2seq dataset {name!r}; expected one of {', '.join(NAMES)}")
+        raise UsageError(f"unknown seq2seq dataset {name!r}; expected one of {', '.join(NAMES)}")
     if name == "xsum":
         src_fields, tgt_field = src_fields or ["document"], tgt_field or "summary"
     jobs = _jobs(name, inputs, split)
     if any(kind == "jsonl" for _, kind, _ in jobs) and not (src_fields and tgt_field):
-        raise ValueError("JSONL input needs --src-field and --tgt-field (xsum defaults to document/summary)")
+        raise UsageError("JSONL input needs --src-field and --tgt-field (xsum defaults to document/summary)")
     log = IssueLog(skip_bad)
     stats: Counter[str] = Counter()
-    with AtomicOutputs(output_dir) as out:
+    with AtomicOutputs(output_dir, overwrite) as out:
         for s, kind, paths in jobs:
             w = out.jsonl(f"{s}.jsonl")
+            kept_before, skipped_before = w.count, Counter(log.skipped)
             if kind == "pair":
                 it = _iter_pair(paths[0], paths[1], log, progress)
             elif kind == "tsv":
@@ -229,4 +232,5 @@ def convert_seq2seq(name: str, inputs: list[str], output_dir: str, skip_bad: boo
                 it = _iter_squad(paths[0], log, stats, progress)
             for ex in it:
                 w.write(ex)
+            check_kept(paths[0], f"split '{s}'", w.count - kept_before, log, skipped_before, out)
     return make_summary(name, [p for _, _, ps in jobs for p in ps], out, log, **dict(sorted(stats.items())))

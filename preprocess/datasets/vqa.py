@@ -20,7 +20,8 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from .common import AtomicOutputs, DataError, IssueLog, load_json, make_summary
+from .common import AtomicOutputs, DataError, IssueLog, UsageError, check_input_dir, check_kept, load_json, \
+    make_summary
 from .vqa_normalize import normalize_answer
 
 # file names of the official release (visualqa.org)
@@ -44,6 +45,8 @@ def vqa_score(count: int, n_annotators: int = 10) -> float:
 
 def find_standard_files(input_dir: str) -> tuple[dict[str, str], dict[str, str]]:
     """The official file names present in ``input_dir`` -> ({split: questions}, {split: annotations})."""
+    check_input_dir(input_dir, "--input of vqa-v2 is the folder holding the official files; name single files with "
+                    "--questions SPLIT=PATH / --annotations SPLIT=PATH")
     qs, anns = {}, {}
     for split, (q, a) in STANDARD_FILES.items():
         if os.path.isfile(os.path.join(input_dir, q)):
@@ -113,7 +116,7 @@ def _answers(a: dict, path: str, where: str, stats: Counter) -> tuple[list[dict]
 def convert_vqa_v2(output_dir: str, questions: dict[str, str] | None = None,
                    annotations: dict[str, str] | None = None, input_dir: str | None = None, skip_bad: bool = False,
                    progress: bool = True, min_count: int = 9, max_answers: int = 3129,
-                   vocab_splits: Iterable[str] = ("train",)) -> dict:
+                   vocab_splits: Iterable[str] = ("train",), overwrite: bool = False) -> dict:
     """Convert VQA v2. ``questions``/``annotations`` map a split name to a file; ``input_dir`` adds the official
     file names found there. Splits without annotations (test, test-dev) get ``"answers": []`` and null
     ``multiple_choice_answer``/``answer_type``/``question_type``.
@@ -124,24 +127,25 @@ def convert_vqa_v2(output_dir: str, questions: dict[str, str] | None = None,
         questions = {**q2, **questions}
         annotations = {**a2, **annotations}
     if not questions:
-        raise ValueError("no questions file given (use input_dir or questions={split: path})")
+        raise UsageError("no questions file given (use input_dir or questions={split: path})")
     for split in annotations:
         if split not in questions:
-            raise ValueError(f"annotations given for split {split!r} but no questions file")
+            raise UsageError(f"annotations given for split {split!r} but no questions file")
     vocab_splits = list(vocab_splits)
     for split in vocab_splits:
         if split not in annotations:
-            raise ValueError(f"answer-vocabulary split {split!r} has no annotations file")
+            raise UsageError(f"answer-vocabulary split {split!r} has no annotations file")
     if min_count < 1 or max_answers < 1:
-        raise ValueError(f"min_count and max_answers must be >= 1, got {min_count}, {max_answers}")
+        raise UsageError(f"min_count and max_answers must be >= 1, got {min_count}, {max_answers}")
 
     log = IssueLog(skip_bad)
     stats: Counter[str] = Counter()
     mc_counts: Counter[str] = Counter()
     per_split: dict[str, int] = {}
     inputs = [*questions.values(), *annotations.values()]
-    with AtomicOutputs(output_dir) as out:
+    with AtomicOutputs(output_dir, overwrite) as out:
         for split, qpath in questions.items():
+            skipped_before = Counter(log.skipped)
             apath = annotations.get(split)
             anns = _load_annotations(apath, log) if apath else None
             used: set[str] = set()  # questions written
@@ -191,6 +195,7 @@ def convert_vqa_v2(output_dir: str, questions: dict[str, str] | None = None,
                     if qid not in seen:
                         log.report(DataError(apath, awhere, "question_id", f"annotation of question {qid}, which "
                                              f"is not in {qpath}", "orphan_annotation"))
+            check_kept(qpath, f"split '{split}'", w.count, log, skipped_before, out)
 
         kept = [(a, c) for a, c in mc_counts.items() if c >= min_count]
         kept.sort(key=lambda t: (-t[1], t[0]))

@@ -15,7 +15,10 @@ percent for CoQA F1 and VQA); the report converts every number to the published 
 Sweeps (``python -m unimo.sweep``: a ``sweep_results.json`` under the searched folders) get their own section: the
 official statistic (the best single run of the grid) next to the spread over the seeds of the best setting.
 The markdown goes to ``--output`` (stdout without it); ``--json`` writes the same content for scripts.
-Bad ``results.json`` files are errors naming the file and field, or, with ``--skip-bad``, skipped and counted.
+A ``results.json`` that is not a fine-tuning run (no ``task`` and no ``metrics``: the demo's own summary, a
+pre-training run's results) is skipped and counted in the report, never an error. Bad fine-tuning
+``results.json`` files are errors naming the file and field (``error: <file>: <field>: <what>``, exit 2), or, with
+``--skip-bad``, skipped and counted.
 """
 from __future__ import annotations
 
@@ -24,10 +27,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+
+from .utils.errors import UserError, run_cli
+from .utils.io import atomic_write
 
 REPO = Path(__file__).resolve().parents[2]
 SIZES = ("base", "large")
@@ -130,12 +135,36 @@ NOTES = (
 )
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A bad results file: ``path: field: message``."""
 
     def __init__(self, path: str, fld: Optional[str], message: str):
         self.path = path
-        super().__init__(f"{path}: {fld + ': ' if fld else ''}{message}")
+        super().__init__(message, file=path, field=fld)
+
+
+class NotARunError(Exception):
+    """A ``results.json`` that is not a fine-tuning run (``kind`` says what it is); skipped, not an error."""
+
+    def __init__(self, path: str, kind: str):
+        self.path, self.kind = path, kind
+        super().__init__(f"{path}: {kind}")
+
+
+DEMO_SUMMARY_KIND = "unimo-demo-summary"  # the "kind" of unimo.utils.demo_summary's results.json
+
+
+def not_a_run(data: Any) -> Optional[str]:
+    """What a results.json is when it is not a fine-tuning run (None when it is one, valid or not): a JSON object
+    without ``task`` and ``metrics`` -- the demo's summary table, a pre-training run, anything else."""
+    if not isinstance(data, dict) or "task" in data or "metrics" in data:
+        return None
+    if data.get("kind") == DEMO_SUMMARY_KIND or (data and set(data) <= {"pretrain", "img2txt", "vqa", "ve",
+                                                                         "retrieval", "kind"}):
+        return "the demo's summary table (unimo.utils.demo_summary), not a fine-tuning run"
+    if "final_checkpoint" in data or "streams" in data:
+        return "a pre-training run (python -m unimo.pretrain), not a fine-tuning run"
+    return "not a fine-tuning run (no 'task' and no 'metrics')"
 
 
 # --------------------------------------------------------------------------------------------------- runs
@@ -238,6 +267,9 @@ def load_run(path: str) -> Run:
         raise ReportError(path, None, f"not UTF-8 ({e.reason})") from None
     if not isinstance(data, dict):
         raise ReportError(path, None, "expected a JSON object")
+    kind = not_a_run(data)
+    if kind is not None:
+        raise NotARunError(path, kind)
     task = data.get("task")
     if not isinstance(task, str) or not task:
         raise ReportError(path, "task", f"missing or not a string: {task!r:.60}")
@@ -381,10 +413,12 @@ def _ours_cell(entry: Optional[dict[str, Any]], col_split: str) -> str:
     return text
 
 
-def render_markdown(report: dict[str, Any], searched: Sequence[str], skipped: Sequence[str]) -> str:
+def render_markdown(report: dict[str, Any], searched: Sequence[str], skipped: Sequence[str],
+                    not_runs: Sequence[dict[str, str]] = ()) -> str:
     lines = ["# UNIMO results report", "",
              f"{len(report['runs'])} run(s) from: {', '.join(searched) or '-'}"
-             + (f"; {len(skipped)} bad results file(s) skipped" if skipped else ""), "",
+             + (f"; {len(skipped)} bad results file(s) skipped" if skipped else "")
+             + (f"; {len(not_runs)} results.json that are not fine-tuning runs skipped" if not_runs else ""), "",
              f"- Paper: {report['sources']['paper']}", f"- README: {report['sources']['readme']}", ""]
     for table in ("single", "multi"):
         lines += [f"## {TABLE_TITLES[table]}", "",
@@ -430,22 +464,20 @@ def render_markdown(report: dict[str, Any], searched: Sequence[str], skipped: Se
                          f"{b['median']:.4g} | {b['min']:.4g} |")
     if skipped:
         lines += ["", "Skipped (bad results files):", ""] + [f"- {s}" for s in skipped]
+    if not_runs:
+        lines += ["", "Skipped (not fine-tuning runs):", ""] + [f"- {n['path']}: {n['kind']}" for n in not_runs]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
 
 
 def _write_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if os.path.isdir(path):
+        raise UserError("is a directory", file=path, hint="--output / --json take a file name")
+    with atomic_write(path) as f:
+        f.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # atomic_write's temporary file is private (0600)
 
 
 def find_sweeps(paths: Sequence[str]) -> list[dict[str, Any]]:
@@ -468,12 +500,17 @@ def find_sweeps(paths: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
-def collect(paths: Sequence[str], skip_bad: bool = False) -> tuple[list[Run], list[str]]:
-    """Load every results.json under ``paths``; bad ones raise, or with ``skip_bad`` are returned as messages."""
+def collect(paths: Sequence[str], skip_bad: bool = False,
+            not_runs: Optional[list[dict[str, str]]] = None) -> tuple[list[Run], list[str]]:
+    """Load every results.json under ``paths``; bad ones raise, or with ``skip_bad`` are returned as messages.
+    Files that are not fine-tuning runs are always skipped; they are appended to ``not_runs`` (path, kind)."""
     runs, skipped = [], []
     for f in find_results(paths):
         try:
             runs.append(load_run(f))
+        except NotARunError as e:
+            if not_runs is not None:
+                not_runs.append({"path": e.path, "kind": e.kind})
         except ReportError as e:
             if not skip_bad:
                 raise
@@ -481,34 +518,38 @@ def collect(paths: Sequence[str], skip_bad: bool = False) -> tuple[list[Run], li
     return merge_eval_runs(runs), skipped
 
 
-def main(argv: Optional[Iterable[str]] = None) -> int:
+def _main(argv: Optional[Iterable[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unimo.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", nargs="+", default=["output"],
                         help="folders searched recursively for results.json, or results files (default: output)")
     parser.add_argument("--output", help="markdown report path (default: print it)")
-    parser.add_argument("--json", dest="json_path", help="also write the report as JSON here")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable / invalid results files, counted")
+    parser.add_argument("--json", dest="json_path", help="also write the report as JSON here (default: none)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable / invalid results files, counted (default: the first is an error)")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    try:
-        runs, skipped = collect(args.results, args.skip_bad)
-    except (ReportError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    not_runs: list[dict[str, str]] = []
+    runs, skipped = collect(args.results, args.skip_bad, not_runs)
     report = build_report(runs)
     report["sweeps"] = find_sweeps(args.results)
     report["searched"] = list(args.results)
     report["skipped"] = skipped
-    markdown = render_markdown(report, args.results, skipped)
+    report["not_runs"] = not_runs
+    markdown = render_markdown(report, args.results, skipped, not_runs)
     if args.json_path:
         _write_atomic(args.json_path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     if args.output:
         _write_atomic(args.output, markdown)
-        print(json.dumps({"runs": len(runs), "skipped": len(skipped), "output": args.output,
-                          "json": args.json_path}))
+        print(json.dumps({"runs": len(runs), "skipped": len(skipped), "not_runs": len(not_runs),
+                          "output": args.output, "json": args.json_path}))
     else:
         sys.stdout.write(markdown)
     return 0
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    """Exit status: 0 ok, 2 bad input (a bad results file, a missing folder; one ``error:`` line), 1 internal."""
+    return run_cli(_main, list(argv) if argv is not None else None)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """``python -m unimo.convert {legacy,export-legacy,roberta}``: see ``--help`` of each sub-command.
 
-Exit status: 0 converted, 1 input error (message on stderr, nothing written), 2 usage error.
-The readable summary goes to stdout; ``--json`` prints the report as JSON instead.
+Exit status: 0 converted, 2 bad input or usage (one ``error:`` message on stderr, nothing written), 1 internal
+error (traceback). The readable summary goes to stdout; ``--json`` prints the report as JSON instead.
+``legacy`` refuses a checkpoint that lacks a backbone tensor (only heads may be freshly initialised, listed in the
+report) unless ``--allow-missing``.
 """
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ from .names import TASKS
 
 def _common(p: argparse.ArgumentParser, dst_help: str) -> None:
     p.add_argument("--dst", required=True, help=dst_help)
-    p.add_argument("--overwrite", action="store_true", help="replace the converter's files in an existing --dst")
-    p.add_argument("--json", action="store_true", help="print the report as JSON instead of the summary")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the converter's files in an existing --dst (other files are kept; default: a "
+                        "non-empty --dst is an error)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON instead of the summary (default: the summary)")
 
 
 def _task_args(p: argparse.ArgumentParser) -> None:
@@ -38,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="UNIMO JSON config (e.g. model_files/config/unimo_base_en.json)")
     _common(p, "output directory (model_config.json, model_state.pdparams, conversion_report.json)")
     _task_args(p)
+    p.add_argument("--allow-missing", action="store_true",
+                   help="freshly initialise backbone tensors the checkpoint lacks, listed (default: such a checkpoint "
+                        "is an error; heads are always initialised and listed)")
     p = sub.add_parser("export-legacy", help="save_pretrained dir -> official Paddle 1.x checkpoint dir")
     p.add_argument("--src", required=True, help="directory written by save_pretrained / this converter")
     _common(p, "legacy directory to write (one file per official variable)")
@@ -51,25 +59,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from . import ConversionError, LegacyFormatError, convert_legacy, convert_roberta, export_legacy
+    from ..utils.errors import UserError
+    from . import ConversionError, convert_legacy, convert_roberta, export_legacy
 
     try:
         if args.command == "legacy":
             report = convert_legacy(args.src, args.config, args.dst, task=args.task, num_labels=args.num_labels,
-                                    seed=args.seed, overwrite=args.overwrite, dry_run=args.dry_run)
+                                    seed=args.seed, overwrite=args.overwrite, dry_run=args.dry_run,
+                                    allow_missing=args.allow_missing)
         elif args.command == "export-legacy":
             report = export_legacy(args.src, args.dst, overwrite=args.overwrite)
         else:
             report = convert_roberta(args.src, args.dst, task=args.task, num_labels=args.num_labels,
                                      base_config=args.config, seed=args.seed, overwrite=args.overwrite,
                                      dry_run=args.dry_run)
-    except (ConversionError, LegacyFormatError, FileNotFoundError, ValueError) as e:  # input errors: no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except ValueError as e:  # the readers' value checks (a bad file or value): an input error, as before
+        if isinstance(e, UserError):
+            raise
+        raise ConversionError(str(e)) from e
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit status: 0 ok, 2 bad input or usage (ConversionError, LegacyFormatError: user errors), 1 internal."""
+    from ..utils.errors import run_cli
+
+    return run_cli(_main, list(argv) if argv is not None else None)
 
 
 if __name__ == "__main__":

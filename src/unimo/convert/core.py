@@ -14,21 +14,21 @@ import contextlib
 import json
 import os
 import pickle
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from ..model.configuration import UnimoConfig
+from ..model.configuration import CONFIG_NAME, UnimoConfig
 from ..model.modeling import WEIGHTS_NAME
+from ..utils.errors import UserError
+from ..utils.io import atomic_directory as _atomic_directory
 
 REPORT_NAME = "conversion_report.json"
 _NAME_TABLE_KEY = "StructuredToParameterName@@"
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """The input cannot be converted; the message lists every problem found (nothing was written)."""
 
 
@@ -194,29 +194,16 @@ def check_destination(dst: str, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(dst: str, overwrite: bool = False) -> Iterator[str]:
-    """Yield a temporary directory next to ``dst``; on success its files replace ``dst``'s (or it becomes
-    ``dst``), on any error it is removed, so a failed conversion leaves nothing behind."""
+def atomic_directory(dst: str, overwrite: bool = False, owned_names: Optional[set[str]] = None) -> Iterator[str]:
+    """Yield a temporary directory next to ``dst``; on success its files replace ``dst``'s same-named files (or it
+    becomes ``dst``), on any error it is removed, so a failed conversion leaves nothing behind
+    (:func:`unimo.utils.io.atomic_directory`; ``owned_names``: every name the converter may write)."""
     check_destination(dst, overwrite)
-    parent = os.path.dirname(os.path.abspath(dst)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(dst))}.tmp-", dir=parent)
-    try:
+    with _atomic_directory(dst, owned_names) as tmp:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # it becomes dst when dst does not exist; mkdtemp makes it private
         yield tmp
-        if os.path.isdir(dst) and os.listdir(dst):
-            for name in os.listdir(tmp):
-                target = os.path.join(dst, name)
-                if os.path.isdir(target):
-                    shutil.rmtree(target)
-                os.replace(os.path.join(tmp, name), target)
-            os.rmdir(tmp)
-        else:
-            if os.path.isdir(dst):
-                os.rmdir(dst)
-            os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_config(path: str) -> UnimoConfig:
@@ -244,7 +231,7 @@ def write_converted(model, producers: dict[str, Callable[[], np.ndarray]], want:
             report.missing.append({"key": key, "shape": list(want[key]), "init": f"fresh (seed {seed})"})
     if dry_run:
         return report
-    with atomic_directory(dst, overwrite) as tmp:
+    with atomic_directory(dst, overwrite, {CONFIG_NAME, WEIGHTS_NAME, REPORT_NAME}) as tmp:
         save_config(tmp, model)
         with seeded(seed):  # fresh parameters are reproducible
             write_state_dict(os.path.join(tmp, WEIGHTS_NAME), ordered, {k: v.name for k, v in state.items()}, want,

@@ -9,7 +9,8 @@ import numpy as np
 from . import legacy_format as lf
 from .core import (WEIGHTS_NAME, ConversionError, ConversionReport, atomic_directory, build_lazy_model,
                    check_destination, expected_shapes, load_config, official_to_local, write_converted)
-from .names import adjust_config_for_checkpoint, detect_task, head_of, ignore_pattern, model_class_and_kwargs
+from .names import (adjust_config_for_checkpoint, backbone_part, detect_task, head_of, ignore_pattern,
+                    model_class_and_kwargs, reads_images)
 
 _FP32 = 5
 
@@ -37,12 +38,31 @@ def _headers(src: str, names: list[str]) -> tuple[dict[str, lf.TensorHeader], di
     return headers, errors
 
 
+def _missing_backbone(names: list[str], to_local: dict[str, str], task: str) -> list[tuple[str, str]]:
+    """``(official name, what it is)`` of every backbone tensor the checkpoint lacks (``names.backbone_part``):
+    the text encoder always; the image input layers when the model reads images, or when only some are there."""
+    present = set(names)
+    absent = [n for n in to_local if n not in present and backbone_part(n) is not None]
+    image_absent = [n for n in absent if backbone_part(n) == "image"]
+    image_all = [n for n in to_local if backbone_part(n) == "image"]
+    images_needed = reads_images(task)
+    out = [(n, "text encoder") for n in absent if backbone_part(n) == "text"]
+    if image_absent and (images_needed or len(image_absent) < len(image_all)):
+        why = f"--task {task} reads images" if images_needed else "the other image input layers are there"
+        out += [(n, f"image input layer; {why}") for n in image_absent]
+    return out
+
+
 def convert_legacy(src: str, config_path: str, dst: str, task: Optional[str] = None,
                    num_labels: Optional[int] = None, seed: int = 0, overwrite: bool = False,
-                   dry_run: bool = False) -> ConversionReport:
+                   dry_run: bool = False, allow_missing: bool = False) -> ConversionReport:
     """Convert an official checkpoint directory into ``dst`` (``model_config.json``, ``model_state.pdparams``,
     ``conversion_report.json``). Every problem (bad file, dtype, shape, config) is collected first and raised as
-    one :class:`ConversionError`; ``dst`` is then untouched."""
+    one :class:`ConversionError`; ``dst`` is then untouched.
+
+    Only heads may be freshly initialised (listed in ``report.missing``): a checkpoint that lacks a backbone tensor
+    (the text encoder; the image input layers for a model that reads images) is refused naming every such tensor,
+    unless ``allow_missing`` (``--allow-missing``) initialises them too (listed, and named in a note)."""
     config = load_config(config_path)
     if not dry_run:
         check_destination(dst, overwrite)
@@ -99,9 +119,18 @@ def convert_legacy(src: str, config_path: str, dst: str, task: Optional[str] = N
             report.unknown.append(name)
         if name in bad_files and name not in to_local:
             report.notes.append(f"not a readable tensor file (not needed): {bad_files[name]}")
+    missing_backbone = _missing_backbone(names, to_local, task)
+    if missing_backbone and allow_missing:
+        report.notes.append(f"--allow-missing: {len(missing_backbone)} backbone tensor(s) freshly initialised: "
+                            + ", ".join(n for n, _ in missing_backbone))
+    elif missing_backbone:
+        problems += [f"{src}: lacks backbone tensor {n} ({what}; our {to_local[n]} {list(want[to_local[n]])})"
+                     for n, what in missing_backbone]
     if problems:
+        hint = ("\n  (only heads may be freshly initialised; --allow-missing initialises the missing backbone "
+                "tensors too, listed in the report)") if missing_backbone and not allow_missing else ""
         raise ConversionError(f"cannot convert {src} ({len(problems)} problem(s)); nothing written:\n  "
-                              + "\n  ".join(problems))
+                              + "\n  ".join(problems) + hint)
 
     state = model.state_dict()
     producers = {key: (lambda p=os.path.join(src, name), h=headers[name]: lf.read_tensor(p, h))
@@ -137,7 +166,7 @@ def export_legacy(src: str, dst: str, overwrite: bool = False) -> ConversionRepo
         raise ConversionError(f"cannot export {src}; nothing written:\n  " + "\n  ".join(problems))
     report = ConversionReport(kind="export-legacy", src=src, dst=dst, task="", model_class=arch,
                               init_kwargs=model.init_kwargs())
-    with atomic_directory(dst, overwrite) as tmp:
+    with atomic_directory(dst, overwrite, {to_official[key] for key in want}) as tmp:
         for key in want:  # model order: deterministic file set
             name = to_official[key]
             lf.write_tensor(os.path.join(tmp, name), np.asarray(state[key]))

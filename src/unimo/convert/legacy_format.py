@@ -22,6 +22,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..utils.errors import UserError
+
 # VarType.Type enum values (paddle/fluid/framework/framework.proto) for the pod types we can represent in numpy.
 DTYPE_CODES: dict[int, np.dtype] = {
     0: np.dtype("bool"),
@@ -51,7 +53,7 @@ _MAX_LOD_LEVELS = 16  # real files have 0 (parameters) or 1-2 (sequence data); m
 _MAX_DESC_BYTES = 1 << 16
 
 
-class LegacyFormatError(ValueError):
+class LegacyFormatError(UserError, ValueError):
     """A file that is not a well-formed legacy LoDTensor file (names the file and the offending field)."""
 
 

@@ -46,6 +46,32 @@ _HEAD_PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
 )
 
 
+# The backbone: a checkpoint must carry all of it (``unimo.convert legacy`` refuses one that lacks a tensor, unless
+# --allow-missing). The text encoder always; the image input layers (created by the official code only for image
+# tasks) when the chosen model reads images, and never only partly. Everything else (LM head, poolers, task heads,
+# role/turn embeddings) is a head and may be freshly initialised (listed in the report).
+_TEXT_ENCODER = re.compile(r"word_embedding|pos_embedding|pre_encoder_layer_norm_(scale|bias)|encoder_layer_\d+_.+")
+_IMAGE_INPUT = re.compile(r"(image_emb|image_loc)\.[wb]_0|v_pre_encoder_layer_norm_(scale|bias)")
+
+
+def backbone_part(name: str) -> Optional[str]:
+    """"text" (text encoder), "image" (image input layers) or None (a head) for an official variable name."""
+    if _TEXT_ENCODER.fullmatch(name):
+        return "text"
+    if _IMAGE_INPUT.fullmatch(name):
+        return "image"
+    return None
+
+
+def reads_images(task: str) -> bool:
+    """Whether every fine-tuning task served by converter head ``task`` reads image features (then the image input
+    layers are part of the backbone a checkpoint must carry)."""
+    from ..registry import get_spec, task_names
+
+    specs = [get_spec(n) for n in task_names() if get_spec(n).head == task]
+    return bool(specs) and all(spec.multimodal for spec in specs)
+
+
 def ignore_pattern(name: str) -> Optional[tuple[str, str]]:
     """(pattern, reason) of the first ignore pattern that ``name`` matches, or None."""
     for pattern, reason in IGNORE_PATTERNS:

@@ -269,7 +269,7 @@ def _int_list(text: str, path: str, line: int, field: str, vocab_size: int | Non
     try:
         ids = [int(t) for t in text.split()]
     except ValueError:
-        bad = next(t for t in text.split() if not t.lstrip("-").isdigit())
+        bad = next((t for t in text.split() if not (t.lstrip("-").isdigit() and t.isascii())), text[:40])
         raise DataError(path, line, field, f"not an integer id: {bad!r}", "bad_token_id") from None
     if vocab_size is not None:
         for t in ids:
@@ -326,9 +326,14 @@ def _decode_image_fields(fields: list[str], layout: dict, path: str, line: int) 
     if boxes.shape[1] != 4:
         raise DataError(path, line, "boxes", f"expected [number_box, 4], got {list(boxes.shape)}", "bad_shape")
     feats = _decode_b64(fields[layout["features"]], path, line, "image_embeddings", nb)
-    return {"image_h": _num_field(fields[layout["image_h"]], path, line, "image_h"),
-            "image_w": _num_field(fields[layout["image_w"]], path, line, "image_w"),
-            "boxes": boxes, "features": feats}
+    image_h = _num_field(fields[layout["image_h"]], path, line, "image_h")
+    image_w = _num_field(fields[layout["image_w"]], path, line, "image_w")
+    from .feature_formats import box_problems  # paddle-free, like this module
+
+    problem = box_problems(boxes, image_w, image_h)
+    if problem is not None:  # outside the image or inverted: the normalised locations would leave [0, 1]
+        raise DataError(path, line, "boxes", problem[1], "bad_box")
+    return {"image_h": image_h, "image_w": image_w, "boxes": boxes, "features": feats}
 
 
 def _split_official(text: str, n_fields: int, path: str, line: int) -> list[str]:

@@ -11,8 +11,9 @@ Layout of a store directory (all little-endian, row-major)::
 Fields: ``features`` and the class distributions (``cls_prob``, ``attr_prob``) use the store dtype (float32 or
 float16); ``boxes``/``obj_conf``/``attr_conf`` stay float32 (pixel coordinates lose precision in float16) and
 ``obj_id``/``attr_id`` are int32. Writing is streamed (one image at a time, appended to the field files) into a
-temporary sibling directory renamed into place by :meth:`FeatureStoreWriter.close`, so a failed or interrupted
-conversion leaves nothing at the target path.
+temporary sibling directory that :meth:`FeatureStoreWriter.close` moves into place
+(:func:`unimo.utils.io.atomic_directory`), so a failed or interrupted conversion leaves nothing at the target path. ``overwrite=True`` replaces only the files a store consists of
+(:data:`STORE_FILES`) and refuses a directory that holds anything else.
 """
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import weakref
 from pathlib import Path
 from typing import IO, Iterator
 
 import numpy as np
 
-from .feature_formats import RegionFeatures
+from ..utils.errors import UserError
+from ..utils.io import atomic_directory
+from .feature_formats import RegionFeatures, box_problems
 
 STORE_FORMAT = "unimo-feature-store"
 STORE_VERSION = 1
@@ -49,6 +51,42 @@ _FIELD_SPECS: dict[str, tuple[str | None, str | int]] = {
 }
 _OPTIONAL = ("cls_prob", "obj_conf", "obj_id", "attr_prob", "attr_id", "attr_conf")
 _DTYPES = ("float32", "float16")
+# every name a store directory consists of: the only entries ``overwrite=True`` may replace
+STORE_FILES = frozenset({_META, _IDS, _INDEX, _SIZES, *(f"{name}.bin" for name in _FIELD_SPECS)})
+_INT32_MAX = 2 ** 31 - 1
+
+
+class StoreExistsError(UserError, FileExistsError):
+    """The output of a store exists (without ``overwrite``) or holds files that are not a store's."""
+
+
+class StoreFormatError(UserError, ValueError):
+    """A directory that is not a (complete) feature store."""
+
+
+class _Aborted(Exception):
+    pass
+
+
+def check_store_destination(path: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse an existing ``path`` unless ``overwrite``; even then refuse one that is not a directory or holds
+    anything a store does not consist of (other files, sub-folders): ``--overwrite`` never deletes those."""
+    p = Path(path)
+    if not (p.exists() or p.is_symlink()):
+        return
+    if not overwrite:
+        raise StoreExistsError("already exists", file=str(p), hint="pass --overwrite to replace the feature store "
+                               "there, or choose another output")
+    if not p.is_dir():
+        raise StoreExistsError("exists and is not a directory; refusing to overwrite it", file=str(p),
+                               hint="choose another output")
+    foreign = sorted(name + ("/" if (p / name).is_dir() else "") for name in os.listdir(p) if name not in STORE_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign)} entries)" if len(foreign) > 5 else "")
+        raise StoreExistsError(f"holds entries a feature store does not consist of ({shown}); refusing to "
+                               "overwrite it", file=str(p),
+                               hint="--overwrite only replaces a store's own files: move the others away or "
+                                    "choose another output")
 
 
 def _cleanup_tmp(tmp: str, handles: list[IO[bytes]]) -> None:
@@ -94,16 +132,19 @@ class FeatureStoreWriter:
         if int(feature_dim) <= 0:
             raise ValueError(f"feature_dim must be positive, got {feature_dim}")
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise FileExistsError(f"feature store {self.path} already exists (pass overwrite=True / --overwrite)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_store_destination(self.path, overwrite)
         self.dtype = dtype
         self.feature_dim = int(feature_dim)
         self.num_classes = num_classes if class_probs else None
         self.num_attr_classes = num_attr_classes if class_probs else None
         self.class_probs = class_probs
         self.overwrite = overwrite
-        self._tmp = tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        # the temporary sibling directory; its entries replace the store's own files at close()
+        self._install_ctx = atomic_directory(self.path, STORE_FILES)
+        self._tmp = self._install_ctx.__enter__()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o777 & ~umask)  # mkdtemp makes it private; a store is as readable as a plain mkdir
         self._handles: list[IO[bytes]] = []
         self._files: dict[str, IO[bytes]] = {}
         # None until the first image with boxes fixes which optional fields the store holds.
@@ -145,10 +186,18 @@ class FeatureStoreWriter:
         where = f"feature store {self.path}: image {rec.image_id!r}"
         if rec.image_id in self._id_set:
             raise ValueError(f"{where}: duplicate image id")
-        if rec.image_w <= 0 or rec.image_h <= 0:
-            raise ValueError(f"{where}: image size {rec.image_w}x{rec.image_h} is not positive")
+        if not (0 < rec.image_w <= _INT32_MAX and 0 < rec.image_h <= _INT32_MAX):
+            raise ValueError(f"{where}: image size {rec.image_w}x{rec.image_h} is not positive (or too large)")
         if rec.num_boxes == 0:
             return
+        problem = box_problems(rec.boxes, rec.image_w, rec.image_h)
+        if problem is not None:
+            raise ValueError(f"{where}: field 'boxes': {problem[1]}")
+        for name in ("obj_id", "attr_id"):
+            ids = getattr(rec, name)
+            if ids is not None and ids.size and not (0 <= int(ids.min()) and int(ids.max()) <= _INT32_MAX):
+                raise ValueError(f"{where}: field '{name}': class ids must be in [0, {_INT32_MAX}], got "
+                                 f"[{int(ids.min())}, {int(ids.max())}]")
         if rec.feature_dim != self.feature_dim:
             raise ValueError(f"{where}: feature dimension {rec.feature_dim}, store expects {self.feature_dim}")
         bad = rec.non_finite_field()
@@ -246,19 +295,14 @@ class FeatureStoreWriter:
         self._finalizer.detach()
 
     def _install(self) -> None:
-        old = None
-        if self.path.exists():
-            if not self.overwrite:
-                raise FileExistsError(f"feature store {self.path} appeared while writing (pass overwrite=True)")
-            old = tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".old")
-            os.rmdir(old)
-            os.rename(self.path, old)
-        os.rename(self._tmp, self.path)
-        if old is not None:
-            if os.path.isdir(old):
-                shutil.rmtree(old)
-            else:
-                os.unlink(old)
+        check_store_destination(self.path, self.overwrite)  # again: something may have appeared while writing
+        written = set(os.listdir(self._tmp))
+        ctx, self._install_ctx = self._install_ctx, None
+        ctx.__exit__(None, None, None)  # atomic_directory: the written entries replace the same-named ones
+        for name in STORE_FILES - written:  # a field file of the replaced store that this one does not have
+            stale = self.path / name
+            if stale.is_file():
+                stale.unlink()
 
     def abort(self) -> None:
         """Drop everything written so far; nothing is left at ``path`` (an existing store there is untouched)."""
@@ -266,6 +310,12 @@ class FeatureStoreWriter:
             return
         self._state = "aborted"
         self._finalizer()
+        ctx, self._install_ctx = self._install_ctx, None
+        if ctx is not None:
+            try:
+                ctx.__exit__(_Aborted, _Aborted(), None)  # removes the temporary directory
+            except _Aborted:
+                pass
 
     def __enter__(self) -> "FeatureStoreWriter":
         return self
@@ -301,22 +351,23 @@ class FeatureStore:
         if not meta_path.is_file():
             if not path.exists():
                 raise FileNotFoundError(f"feature store not found: {path}")
-            raise ValueError(f"{path} is not a feature store (no {_META})")
+            raise StoreFormatError(f"not a feature store (no {_META})", file=str(path))
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{meta_path}: corrupt metadata ({exc})") from None
+            raise StoreFormatError(f"corrupt metadata ({exc})", file=str(meta_path)) from None
         if meta.get("format") != STORE_FORMAT or meta.get("version") != STORE_VERSION:
-            raise ValueError(f"{meta_path}: not a {STORE_FORMAT} v{STORE_VERSION} store "
-                             f"(format={meta.get('format')!r}, version={meta.get('version')!r})")
+            raise StoreFormatError(f"not a {STORE_FORMAT} v{STORE_VERSION} store (format={meta.get('format')!r}, "
+                                   f"version={meta.get('version')!r})", file=str(meta_path))
         ids = json.loads((path / _IDS).read_text(encoding="utf-8"))
         index = np.load(path / _INDEX)
         sizes = np.load(path / _SIZES)
         n_img, n_box = int(meta["num_images"]), int(meta["num_boxes"])
         if len(ids) != n_img or index.shape != (n_img, 2) or sizes.shape != (n_img, 2):
-            raise ValueError(f"{path}: index holds {len(ids)} ids / {index.shape} rows, meta says {n_img} images")
+            raise StoreFormatError(f"index holds {len(ids)} ids / {index.shape} rows, meta says {n_img} images",
+                                   file=str(path))
         if n_img and int((index[:, 0] + index[:, 1]).max()) > n_box:
-            raise ValueError(f"{path}: index points past {n_box} boxes")
+            raise StoreFormatError(f"index points past {n_box} boxes", file=str(path))
         arrays: dict[str, np.ndarray] = {}
         for name, spec in meta["fields"].items():
             dtype = np.dtype(spec["dtype"]).newbyteorder("<")
@@ -326,7 +377,8 @@ class FeatureStore:
             expected = n_box * max(width, 1) * dtype.itemsize
             actual = fpath.stat().st_size if fpath.exists() else -1
             if actual != expected:
-                raise ValueError(f"{fpath}: {actual} bytes, expected {expected} (store incomplete or corrupt)")
+                raise StoreFormatError(f"{actual} bytes, expected {expected} (store incomplete or corrupt)",
+                                       file=str(fpath))
             arrays[name] = np.memmap(fpath, dtype=dtype, mode="r", shape=shape) if n_box else np.zeros(shape, dtype)
         return cls(path, meta, ids, index, sizes, arrays)
 

@@ -2,6 +2,9 @@
 sheet of example predictions on demo images, as PNG files a person can look at.
 
 usage: python -m unimo.utils.demo_summary --output demo_output --world demo_data/world
+
+Writes ``results.md`` and ``results.json`` (``"kind": "unimo-demo-summary"``, which ``python -m unimo.report`` skips:
+it is a summary of the runs below it, not a run) atomically, then the PNGs.
 """
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ import argparse
 import json
 import os
 from typing import Any
+
+from .io import atomic_write
+
+KIND = "unimo-demo-summary"  # unimo.report.DEMO_SUMMARY_KIND
 
 # (task dir, metric, baseline metric, blind-control metric, label); values as written by the tasks' evaluate().
 # The blind control is the same model on shuffled images (captions scored against another image's references):
@@ -128,10 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--world", default="demo_data/world")
     args = ap.parse_args(argv)
     table, data = results_table(args.output)
-    with open(os.path.join(args.output, "results.md"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(args.output, "results.md")) as f:
         f.write("# UNIMO demo results (tiny model, demo world)\n\n" + table)
-    with open(os.path.join(args.output, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
+    with atomic_write(os.path.join(args.output, "results.json")) as f:
+        json.dump({"kind": KIND, **data}, f, indent=2)
     loss_curves(args.output, os.path.join(args.output, "loss_curves.png"))
     example_sheet(args.output, args.world, os.path.join(args.output, "examples.png"))
     print(table)
