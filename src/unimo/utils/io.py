@@ -9,10 +9,17 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator, Optional
 
 from .errors import DataError, IssueLog
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -32,6 +39,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             fh = open(tmp, "w", encoding="utf-8", newline="\n") if mode == "w" else open(tmp, "wb")
         with fh:
             yield fh
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600: give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -71,6 +79,7 @@ def atomic_directory(dst: str | os.PathLike, owned_names: Optional[set[str]] = N
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700: give the folder the mode mkdir would
         yield tmp
         written = set(os.listdir(tmp))
         if owned_names is not None and not written <= set(owned_names):
@@ -107,7 +116,17 @@ def iter_lines(path: str, progress: bool = False, desc: str | None = None,
     with _open_binary(path) as f, tqdm(total=size, unit="B", unit_scale=True, desc=desc or os.path.basename(path),
                                        disable=not progress, leave=False) as bar:
         offset = 0
-        for lineno, raw in enumerate(f, 1):
+        lineno = 0
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                break
+            except (EOFError, gzip.BadGzipFile, OSError, zlib.error) as e:  # truncated or damaged compressed file
+                raise DataError(path, lineno + 1, None, f"compressed data is truncated or damaged after line {lineno} "
+                                f"({type(e).__name__}: {e})", "bad_gzip") from None
+            lineno += 1
             n = len(raw)
             bar.update(n)
             try:
@@ -127,6 +146,8 @@ def parse_json_object(text: str, path: str, line: int) -> dict:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(path, line, None, f"invalid JSON ({e.msg} at column {e.colno})", "bad_json") from None
+    except (ValueError, RecursionError) as e:  # an integer of > 4300 digits, nesting deeper than the recursion limit
+        raise DataError(path, line, None, f"invalid JSON ({type(e).__name__}: {str(e)[:80]})", "bad_json") from None
     if not isinstance(obj, dict):
         raise DataError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "bad_json")
     return obj
