@@ -9,6 +9,10 @@ What we add to PaddleNLP's loop, and why:
   with best-checkpoint selection by the task's key metric (saved to ``<output_dir>/best``);
 * per-loss logging: models may return ``(loss, {"name": tensor, ...})`` and each named loss is averaged over the
   logging interval and written, with the Trainer's own logs, to ``<output_dir>/train_log.jsonl``.
+* exact resume in any epoch: the training order of epoch e is a permutation drawn from (seed, e)
+  (:class:`EpochSeededBatchSampler`; PaddleNLP's single-process sampler draws from the global NumPy RNG, so a run
+  resumed after its first epoch saw another order), and the evaluation history and best checkpoint are saved in
+  each ``checkpoint-N`` and restored on resume (else the resumed run's first evaluation always "improves");
 * data-loading errors end the run at once (:class:`GuardedCollator`): Paddle's DataLoader hangs forever when the
   collate function raises in its prefetch thread (``num_workers: 0``) and reports a worker's exception as
   "Blocking queue is killed" otherwise;
@@ -30,6 +34,21 @@ from ..utils.errors import UserError
 from .config import TrainingConfig
 
 LOADER_ERROR_KEY = "__unimo_loader_error__"
+EVAL_STATE_NAME = "unimo_eval_state.json"
+
+
+class EpochSeededBatchSampler(paddle.io.DistributedBatchSampler):
+    """Paddle's distributed batch sampler (rank r takes its share of each epoch's permutation) with the permutation
+    of epoch e drawn from ``RandomState(seed * 1000003 + e)``: reproducible per epoch whatever happened before (a
+    resumed run), and different for different seeds (Paddle's own draws from ``RandomState(e)`` for every seed)."""
+
+    def __init__(self, *args: Any, seed: int = 1, **kwargs: Any):
+        self.seed = int(seed)
+        super().__init__(*args, **kwargs)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:  # noqa: D401 - Paddle's API
+        self.epoch = (self.seed * 1000003 + int(epoch)) % (2 ** 32)
 
 
 class GuardedCollator:
@@ -112,6 +131,34 @@ class UnimoTrainer(Trainer):
     def training_step(self, model, inputs):
         raise_loader_error(inputs)
         return super().training_step(model, inputs)
+
+    # -------------------------------------------------------------- data order and resume
+    def _get_train_sampler(self):
+        if self.train_dataset is None:
+            return None
+        return EpochSeededBatchSampler(self.train_dataset, batch_size=self.args.per_device_train_batch_size,
+                                       num_replicas=self.args.dataset_world_size, rank=self.args.dataset_rank,
+                                       shuffle=True, drop_last=self.args.dataloader_drop_last, seed=self.args.seed)
+
+    def _save_checkpoint(self, model, metrics=None):
+        super()._save_checkpoint(model, metrics)
+        if self.args.process_index == 0:
+            from ..utils.io import write_json_atomic
+
+            folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
+            if os.path.isdir(folder):
+                write_json_atomic(os.path.join(folder, EVAL_STATE_NAME), {
+                    "eval_history": self.eval_history, "best_metric": self.best_metric, "best_step": self.best_step})
+
+    def train(self, resume_from_checkpoint=None, *args: Any, **kwargs: Any):
+        if isinstance(resume_from_checkpoint, str):
+            path = os.path.join(resume_from_checkpoint, EVAL_STATE_NAME)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    state = json.load(f)
+                self.eval_history = list(state["eval_history"])
+                self.best_metric, self.best_step = state["best_metric"], state["best_step"]
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     # -------------------------------------------------------------- optimisation
     def create_scheduler(self, num_training_steps: int):
