@@ -80,6 +80,67 @@ def test_cached_step_logits_equal_full_recompute_text(model):
                 assert np.abs(got_re[b] - ref).max() <= 1e-5, (step, b)
 
 
+def test_cache_buffer_growth_and_reordering_equal_recompute(model):
+    """The preallocated cache (written in place, grown in chunks; chunk 2 here so that every few steps cross a
+    boundary) with beam-style reorders: expansion 1 -> 3 rows per source, permutations within a source (source part
+    not gathered), the identity (nothing gathered), a row taken from another source and dropped rows (full
+    gather). Logits equal the recompute decoder's at every step."""
+    rng = np.random.default_rng(5)
+    sources = random_sources(rng, [9, 5, 7])
+    source, valid = text_batch(sources)
+    with paddle.no_grad():
+        cached = CachedDecoder(model, *_prepared(model, source, valid))
+        cached.cache.chunk = 2
+        recompute = RecomputeDecoder(model, *_prepared(model, source, valid))
+        selects = [np.repeat(np.arange(3), 3), np.array([1, 0, 2, 3, 5, 4, 8, 6, 7]), np.arange(9),
+                   np.array([0, 0, 1, 5, 3, 3, 6, 7, 8]), np.array([2, 1, 0, 8, 8, 7]), np.arange(6),
+                   np.array([3, 4, 5, 0, 1, 2])]
+        feed = np.full(3, CLS_ID)
+        for step, rows in enumerate(selects + [None]):
+            got, ref = cached.step(feed).numpy(), recompute.step(feed).numpy()
+            assert np.abs(got - ref).max() <= 1e-5, step
+            if rows is None:
+                break
+            cached.select(rows)
+            recompute.select(rows)
+            feed = rng.integers(4, 50000, len(rows))
+        assert cached.cache.length == valid.shape[1] + len(selects) + 1
+
+
+def test_identity_and_within_source_reorders_skip_the_gather(model):
+    rng = np.random.default_rng(6)
+    source, valid = text_batch(random_sources(rng, [6, 8]))
+    with paddle.no_grad():
+        dec = CachedDecoder(model, *_prepared(model, source, valid))
+        dec.step([CLS_ID, CLS_ID])
+        dec.select([0, 0, 1, 1])  # expansion: everything gathered
+        dec.step([40, 41, 42, 43])
+        cache = dec.cache
+        src0, gen0, valid0 = cache.src_k[0], cache.gen_k[0], dec.valid
+        dec.select([0, 1, 2, 3])  # identity: nothing moves
+        assert cache.src_k[0] is src0 and cache.gen_k[0] is gen0 and dec.valid is valid0
+        dec.select([1, 0, 3, 3])  # parents within each source: only the generated part is gathered
+        assert cache.src_k[0] is src0 and cache.gen_k[0] is not gen0
+        np.testing.assert_array_equal(cache.gen_k[0].numpy()[:, :, :2], gen0.numpy()[[1, 0, 3, 3], :, :2])
+        dec.select([2, 3, 0, 1])  # rows change source: the source part is gathered too
+        assert cache.src_k[0] is not src0
+        np.testing.assert_array_equal(cache.src_k[0].numpy(), src0.numpy()[[2, 3, 0, 1]])
+
+
+def test_top_log_probs_equal_topk_of_full_log_softmax():
+    from unimo.generation.search import _top_log_probs
+    from unimo.utils.ops import log_softmax
+
+    rng = np.random.default_rng(7)
+    logits = rng.normal(0, 3, (6, 1000)).astype(np.float32)
+    logits[:, 2] += -1e18  # the min-length EOS block
+    t = paddle.to_tensor(logits)
+    want_v, want_i = paddle.topk(log_softmax(t), 5, axis=-1)
+    got_v, got_i = _top_log_probs(t, 5)
+    np.testing.assert_array_equal(got_i.numpy(), want_i.numpy())
+    np.testing.assert_array_equal(got_v.numpy(), want_v.numpy())
+
+
 def _prepared(model, source, valid):
     from unimo.generation import prepare_source
 

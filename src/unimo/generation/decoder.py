@@ -161,9 +161,11 @@ class CachedDecoder(_DecoderBase):
         return self.lm_head(hidden[:, -1])
 
     def select(self, rows: ArrayLike) -> None:
-        index = _to_tensor("rows", rows, "int64")
-        self.cache.reorder(index)
-        self.valid = paddle.gather(self.valid, index, axis=0)
+        idx = (rows.numpy() if isinstance(rows, paddle.Tensor) else np.asarray(rows)).astype(np.int64).reshape(-1)
+        if len(idx) == self.num_rows and np.array_equal(idx, np.arange(len(idx))):
+            return  # parents are the identity: the cache and the validity rows stay as they are
+        self.cache.reorder(idx)  # skips the source part when every row keeps its source
+        self.valid = paddle.gather(self.valid, paddle.to_tensor(idx), axis=0)
 
 
 class RecomputeDecoder(_DecoderBase):

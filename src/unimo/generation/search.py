@@ -100,6 +100,17 @@ def _revised_logits(logits: paddle.Tensor, step: int, cfg: DecodeConfig, process
     return logits
 
 
+def _top_log_probs(logits: paddle.Tensor, k: int) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """``topk(log_softmax(logits), k)`` without the full [N, V] log-softmax: top-k over the logits, then the same
+    arithmetic as :func:`log_softmax` on the k values only ((x - max) - log(sum(exp(x - max)))), so the values are
+    bitwise those of the full form (log-softmax is monotonic per row: same order)."""
+    m = logits.max(axis=-1, keepdim=True)
+    shifted = logits - m
+    lse = paddle.log(paddle.exp(shifted).sum(axis=-1, keepdim=True))
+    top_s, top_i = paddle.topk(shifted, k, axis=-1)
+    return top_s - lse, top_i
+
+
 def _check_finite(values: np.ndarray, step: int) -> None:
     if np.isnan(values).any():
         raise FloatingPointError(f"NaN in the next-token log-probabilities at decoding step {step} "
@@ -147,7 +158,7 @@ def beam_search(model: Any, source: Mapping[str, Any], source_valid: ArrayLike,
         feed = np.full(num_sources, cfg.bos_id, dtype=np.int64)
         for step in range(cfg.max_out_len):
             logits = _revised_logits(dec.step(feed), step, cfg, logits_processor, np.repeat(active, k_prev))
-            top_v, top_i = paddle.topk(log_softmax(logits), k, axis=-1)
+            top_v, top_i = _top_log_probs(logits, k)
             ns = len(active)
             top_v = top_v.numpy().reshape(ns, k_prev, k)
             top_i = top_i.numpy().astype(np.int64).reshape(ns, k_prev, k)

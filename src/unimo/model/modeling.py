@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -128,31 +129,125 @@ def _activation(name: str):
 # Incremental decoding cache
 # ----------------------------------------------------------------------------------------------------------------
 class KVCache:
-    """Per-layer projected keys/values, [B, t, heads, head_dim], grown by one step per decoding call.
+    """Per-layer projected keys/values for incremental decoding, kept head-major ([rows, heads, t, head_dim]).
 
-    ``reorder(index)`` gathers along the batch axis (beam search reordering), as the official ``gather_idx``.
+    Two parts per layer:
+
+    * the **source** part, written once by the first call (the encoding of the source, any length), attended with
+      Paddle's fused attention in that call;
+    * the **generated** part, a buffer preallocated in chunks of ``chunk`` positions and written in place (no
+      concatenation of the whole cache per step). Decoding steps attend over ``[source ; buffer]`` in one softmax;
+      the buffer's unwritten positions get the blocked bias (their weight is exactly 0).
+
+    ``reorder(index)`` gathers rows (beam search parents, as the official ``gather_idx``). It skips the gather when
+    ``index`` is the identity, and skips the source part whenever every row keeps the source it had (beam
+    reordering only permutes hypotheses of one source, whose source keys/values are identical copies), which the
+    cache tracks with a per-row source id on the host.
+
+    The cache is an inference structure: decoding steps apply no attention dropout (the search functions run the
+    model in eval mode anyway).
     """
 
-    def __init__(self, num_layers: int):
-        self.keys: list[Optional[paddle.Tensor]] = [None] * num_layers
-        self.values: list[Optional[paddle.Tensor]] = [None] * num_layers
+    def __init__(self, num_layers: int, chunk: int = 16):
+        self.num_layers = num_layers
+        self.chunk = chunk
+        self.src_k: list[Optional[paddle.Tensor]] = [None] * num_layers
+        self.src_v: list[Optional[paddle.Tensor]] = [None] * num_layers
+        self.gen_k: list[Optional[paddle.Tensor]] = [None] * num_layers
+        self.gen_v: list[Optional[paddle.Tensor]] = [None] * num_layers
+        self.gen_len = [0] * num_layers
+        self.row_source = None  # numpy [rows]: which original source row each row's source part copies
+        self._bias_key = None
+        self._bias_pad = None
+
+    @property
+    def source_length(self) -> int:
+        return 0 if self.src_k[0] is None else int(self.src_k[0].shape[2])
 
     @property
     def length(self) -> int:
-        return 0 if self.keys[0] is None else int(self.keys[0].shape[1])
+        return self.source_length + self.gen_len[0]
 
-    def append(self, layer: int, k: paddle.Tensor, v: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
-        if self.keys[layer] is not None:
-            k = paddle.concat([self.keys[layer], k], axis=1)
-            v = paddle.concat([self.values[layer], v], axis=1)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
+    def attention(self, layer: int, q: paddle.Tensor, k: paddle.Tensor, v: paddle.Tensor,
+                  attn_bias: Optional[paddle.Tensor]) -> paddle.Tensor:
+        """Store this call's keys/values ([B, T, heads, head_dim]) and return attention over the whole cache
+        ([B, T, heads, head_dim]); ``attn_bias`` [B, 1, T, cached + T] as for the full sequence."""
+        if self.src_k[layer] is None:  # first call: the source
+            self.src_k[layer] = k.transpose([0, 2, 1, 3])
+            self.src_v[layer] = v.transpose([0, 2, 1, 3])
+            if layer == 0:
+                self.row_source = np.arange(int(k.shape[0]))
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
+        t = int(k.shape[1])
+        g = self.gen_len[layer]
+        kh, vh = k.transpose([0, 2, 1, 3]), v.transpose([0, 2, 1, 3])  # [B, H, T, D]
+        buf_k, buf_v = self.gen_k[layer], self.gen_v[layer]
+        cap = 0 if buf_k is None else int(buf_k.shape[2])
+        if g + t > cap:  # grow by whole chunks (amortised; the old part is copied once)
+            new_cap = cap + max(self.chunk, g + t - cap)
+            shape = [int(kh.shape[0]), int(kh.shape[1]), new_cap, int(kh.shape[3])]
+            nk, nv = paddle.zeros(shape, dtype=kh.dtype), paddle.zeros(shape, dtype=kh.dtype)
+            if g:
+                nk[:, :, :g] = buf_k[:, :, :g]
+                nv[:, :, :g] = buf_v[:, :, :g]
+            buf_k, buf_v, cap = nk, nv, new_cap
+            self.gen_k[layer], self.gen_v[layer] = nk, nv
+        buf_k[:, :, g:g + t] = kh  # in place
+        buf_v[:, :, g:g + t] = vh
+        self.gen_len[layer] = g + t
+        scale = 1.0 / float(int(q.shape[-1])) ** 0.5
+        qh = q.transpose([0, 2, 1, 3]) * scale  # [B, H, T, D]
+        ls = int(self.src_k[layer].shape[2])
+        scores = paddle.concat([paddle.matmul(qh, self.src_k[layer], transpose_y=True),
+                                paddle.matmul(qh, buf_k, transpose_y=True)], axis=-1)  # [B, H, T, ls + cap]
+        scores = scores + self._padded_bias(attn_bias, q, ls + cap)
+        probs = F.softmax(scores, axis=-1)
+        out = paddle.matmul(probs[:, :, :, :ls], self.src_v[layer]) + paddle.matmul(probs[:, :, :, ls:], buf_v)
+        return out.transpose([0, 2, 1, 3])
 
-    def reorder(self, index: paddle.Tensor) -> None:
-        for i in range(len(self.keys)):
-            if self.keys[i] is not None:
-                self.keys[i] = paddle.gather(self.keys[i], index, axis=0)
-                self.values[i] = paddle.gather(self.values[i], index, axis=0)
+    def _padded_bias(self, attn_bias: Optional[paddle.Tensor], q: paddle.Tensor, width: int) -> paddle.Tensor:
+        """The caller's bias [B, 1, T, ls + g + T] padded to the buffer width with the blocked value (built once per
+        call of the model: every layer gets the same bias object)."""
+        # the key holds a reference to the bias, so its identity cannot be reused by a later call's bias
+        if self._bias_key is not None and self._bias_key[0] is attn_bias and self._bias_key[1] == width:
+            return self._bias_pad
+        b, t = int(q.shape[0]), int(q.shape[1])
+        attn_bias_in = attn_bias
+        if attn_bias is None:
+            attn_bias = paddle.zeros([b, 1, t, self.length], dtype=q.dtype)
+        have = int(attn_bias.shape[-1])
+        if have > width:
+            raise ValueError(f"attention bias covers {have} keys, the cache holds {width}")
+        if have < width:
+            pad = paddle.full(list(attn_bias.shape[:-1]) + [width - have], MASK_NEG, dtype=attn_bias.dtype)
+            attn_bias = paddle.concat([attn_bias, pad], axis=-1)
+        self._bias_key, self._bias_pad = (attn_bias_in, width), attn_bias
+        return attn_bias
+
+    def reorder(self, index: Any) -> None:
+        if self.src_k[0] is None:
+            return
+        idx = index.numpy() if isinstance(index, paddle.Tensor) else np.asarray(index)
+        idx = idx.astype(np.int64).reshape(-1)
+        rows = len(self.row_source)
+        if len(idx) == rows and np.array_equal(idx, np.arange(rows)):
+            return  # parents are the identity: nothing moves
+        new_source = self.row_source[idx]
+        keep_source = len(idx) == rows and np.array_equal(new_source, self.row_source)
+        index_t = paddle.to_tensor(idx)
+        for i in range(self.num_layers):
+            if not keep_source:
+                self.src_k[i] = paddle.gather(self.src_k[i], index_t, axis=0)
+                self.src_v[i] = paddle.gather(self.src_v[i], index_t, axis=0)
+            if self.gen_k[i] is not None:
+                g = self.gen_len[i]
+                # only the written positions move; a freshly gathered buffer keeps its width for the next writes
+                self.gen_k[i] = paddle.gather(self.gen_k[i], index_t, axis=0) if g else \
+                    paddle.zeros([len(idx)] + list(self.gen_k[i].shape[1:]), dtype=self.gen_k[i].dtype)
+                self.gen_v[i] = paddle.gather(self.gen_v[i], index_t, axis=0) if g else \
+                    paddle.zeros([len(idx)] + list(self.gen_v[i].shape[1:]), dtype=self.gen_v[i].dtype)
+        self.row_source = new_source
+        self._bias_key = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -200,10 +295,11 @@ class UnimoEncoderLayer(nn.Layer):
                 layer_index: int = 0) -> paddle.Tensor:
         q, k, v = self._qkv(x)  # [B, T, heads, head_dim]
         if cache is not None:
-            k, v = cache.append(layer_index, k, v)
-        attn = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_bias, dropout_p=self.attention_dropout if self.training else 0.0,
-            training=self.training)
+            attn = cache.attention(layer_index, q, k, v, attn_bias)
+        else:
+            attn = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_bias, dropout_p=self.attention_dropout if self.training else 0.0,
+                training=self.training)
         attn = self.output_fc(attn.reshape([0, 0, self.num_heads * self.head_dim]))
         x = self.post_att_layer_norm(x + F.dropout(attn, self.hidden_dropout, training=self.training))
         ffn = self.ffn_fc_1(self.act(self.ffn_fc_0(x)))
