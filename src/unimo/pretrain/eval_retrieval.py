@@ -31,8 +31,6 @@ def encode_cmcl(model, image_ids: Sequence[str], captions: Sequence[str], images
     import paddle
     from tqdm import tqdm
 
-    from ..tokenizer import CLS_ID, PAD_ID, SEP_ID
-
     was_training = model.training
     model.eval()
     img_out, txt_out = [], []
@@ -43,13 +41,7 @@ def encode_cmcl(model, image_ids: Sequence[str], captions: Sequence[str], images
                                      paddle.to_tensor(b["image_valid"]))
             img_out.append(emb.astype("float32").numpy())
         for s in tqdm(range(0, len(captions), batch_size), desc="cmcl captions", disable=not progress):
-            rows = [[CLS_ID] + tokenizer.encode(c)[:max_caption_len - 2] + [SEP_ID] for c in captions[s:s + batch_size]]
-            width = max(len(r) for r in rows)
-            ids = np.full((len(rows), width), PAD_ID, np.int64)
-            pos = np.full((len(rows), width), PAD_ID, np.int64)
-            valid = np.zeros((len(rows), width), np.float32)
-            for i, r in enumerate(rows):
-                ids[i, :len(r)], pos[i, :len(r)], valid[i, :len(r)] = r, np.arange(2, 2 + len(r)), 1.0
+            ids, pos, valid = _caption_rows(captions[s:s + batch_size], tokenizer, max_caption_len)
             emb = model.embed_texts(paddle.to_tensor(ids), paddle.to_tensor(pos), paddle.to_tensor(valid))
             txt_out.append(emb.astype("float32").numpy())
     if was_training:
