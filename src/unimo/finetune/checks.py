@@ -24,8 +24,10 @@ def splits_in_use(task: Any, cfg: dict[str, Any]) -> list[str]:
         splits.append("dev")
     if cfg.get("do_test") and task.has_split("test"):
         splits.append("test")
+    # extra splits run as run.py runs them: dev* ones with do_eval, the others with do_test
     for extra in cfg.get("extra_eval_splits") or []:
-        if extra not in splits and task.has_split(extra):
+        wanted = cfg.get("do_eval") if extra.startswith("dev") else cfg.get("do_test")
+        if wanted and extra not in splits and task.has_split(extra):
             splits.append(extra)
     return splits
 
