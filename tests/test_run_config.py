@@ -70,28 +70,39 @@ def test_debug_shows_traceback(tmp_path):
 
 
 def test_load_config_types_and_chain(tmp_path):
+    from dataclasses import dataclass
+
+    from unimo.utils.config import ConfigBase
+
+    @dataclass
+    class Small(ConfigBase):
+        batch_size: int = 1
+        learning_rate: float = 5e-5
+        amp: str = "none"
+        do_train: bool = True
+
     base = tmp_path / "base.yaml"
     base.write_text("batch_size: 8\nlearning_rate: 1e-5\n", encoding="utf-8")
     child = tmp_path / "child.yaml"
     child.write_text("base: base.yaml\nbatch_size: 16\n", encoding="utf-8")
-    defaults = {"batch_size": 1, "learning_rate": 5e-5, "amp": "none", "do_train": True}
-    cfg = load_config(str(child), {"learning_rate": 3e-5}, defaults=defaults)
-    assert cfg == {"batch_size": 16, "learning_rate": 3e-5, "amp": "none", "do_train": True}
+    cfg = Small.load(str(child), {"learning_rate": 3e-5})
+    assert cfg.to_dict() == {"batch_size": 16, "learning_rate": 3e-5, "amp": "none", "do_train": True}
+    assert load_config(str(child)) == {"batch_size": 16, "learning_rate": "1e-5"}  # the raw chain, untyped
     # YAML 1.1 reads 1e-5 (no dot) as a string: a float field converts it
-    assert load_config(str(base), defaults=defaults)["learning_rate"] == 1e-5
+    assert Small.load(str(base)).learning_rate == 1e-5
     (tmp_path / "typo.yaml").write_text("base: base.yaml\ndo_trian: false\n", encoding="utf-8")
     with pytest.raises(ConfigError) as e:
-        load_config(str(tmp_path / "typo.yaml"), defaults=defaults)
+        Small.load(str(tmp_path / "typo.yaml"))
     assert str(e.value) == f"{tmp_path / 'typo.yaml'}:2: do_trian: unknown config key (did you mean 'do_train'?)"
     (tmp_path / "basetypo.yaml").write_text("batchsize: 3\n", encoding="utf-8")
     (tmp_path / "c2.yaml").write_text("base: basetypo.yaml\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"basetypo.yaml:1: batchsize: unknown config key"):
-        load_config(str(tmp_path / "c2.yaml"), defaults=defaults)
+        Small.load(str(tmp_path / "c2.yaml"))
     with pytest.raises(ConfigError, match="do_train: expected true or false, got 'yes please'"):
-        load_config(str(base), {"do_train": "yes please"}, defaults=defaults)
+        Small.load(str(base), {"do_train": "yes please"})
     with pytest.raises(ConfigError, match="batch_size: expected an integer, got True"):
-        load_config(str(base), {"batch_size": True}, defaults=defaults)
-    assert load_config(str(base), {"batch_size": 4.0}, defaults=defaults)["batch_size"] == 4
+        Small.load(str(base), {"batch_size": True})
+    assert Small.load(str(base), {"batch_size": 4.0}).batch_size == 4
 
 
 def test_every_shipped_config_loads_strictly():

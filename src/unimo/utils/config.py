@@ -78,41 +78,6 @@ def _suggest(key: str, known: Sequence[str]) -> str | None:
     return f"did you mean {close[0]!r}?" if close else None
 
 
-def check_value_type(key: str, value: Any, default: Any, where: str, line: int | None = None) -> Any:
-    """The value of ``key`` checked against the type of its default (int rejects 1.5, bool rejects 'abc', float
-    accepts ints); ``None`` defaults accept anything. Returns the (possibly converted) value."""
-    from .errors import ConfigError
-
-    if default is None or value is None:
-        return value
-    def bad(kind: str) -> ConfigError:
-        return ConfigError(f"expected {kind}, got {value!r}", file=where, line=line, field=key)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool):
-            raise bad("an integer")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if not isinstance(value, int):
-            raise bad("an integer")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad("a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        return float(value)
-    if isinstance(default, str) and not isinstance(value, str):
-        raise bad("a string")
-    return value
-
-
 def _read_yaml_chain(path: str) -> list[tuple[str, dict[str, Any]]]:
     """[(file, mapping)] from the root ``base:`` ancestor to ``path``."""
     from .errors import ConfigError
@@ -133,31 +98,12 @@ def _read_yaml_chain(path: str) -> list[tuple[str, dict[str, Any]]]:
     return chain + [(path, data)]
 
 
-def load_config(path: str, overrides: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None,
-                extra_keys: Sequence[str] = ()) -> dict[str, Any]:
-    """YAML (with an optional ``base: other.yaml`` it extends) + defaults + overrides.
-
-    With ``defaults`` given, every key of every YAML of the chain and every override must be a default's key (or in
-    ``extra_keys``), else a :class:`~unimo.utils.errors.ConfigError` names the file and line and suggests the
-    closest known key; values are checked against the type of their default. Without ``defaults`` the YAML chain
-    is returned as is (and unknown override keys are errors)."""
-    from .errors import ConfigError
-
-    chain = _read_yaml_chain(path)
-    known = None if defaults is None else set(defaults) | set(extra_keys)
-    cfg: dict[str, Any] = dict(defaults or {})
-    for file, data in chain:
-        for key, value in data.items():
-            line = _key_line(file, key)
-            if known is not None and key not in known:
-                raise ConfigError("unknown config key", file=file, line=line, field=key,
-                                  hint=_suggest(key, sorted(known)) or "see the README's configuration section")
-            cfg[key] = check_value_type(key, value, (defaults or {}).get(key), file, line)
-    for key, value in (overrides or {}).items():
-        if key not in cfg and (known is None or key not in known):
-            raise ConfigError("unknown config key", file="command line", field=key,
-                              hint=_suggest(key, sorted(known if known is not None else cfg)) or f"not in {path}")
-        cfg[key] = check_value_type(key, value, (defaults or {}).get(key), "command line")
+def load_config(path: str) -> dict[str, Any]:
+    """The raw YAML chain (``base:`` followed, later files win), untyped: for tools that only read a few keys of a
+    task YAML (predict, tests). Runs parse it into their typed configuration with ``ConfigBase.load``."""
+    cfg: dict[str, Any] = {}
+    for _, data in _read_yaml_chain(path):
+        cfg.update(data)
     return cfg
 
 
