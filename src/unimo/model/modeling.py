@@ -31,7 +31,9 @@ import paddle.nn.functional as F
 from ..utils.ops import smoothed_cross_entropy
 from .configuration import CONFIG_NAME, UnimoConfig
 
-WEIGHTS_NAME = "model_state.pdparams"
+WEIGHTS_NAME = "model_state.pdparams"  # PaddleNLP's pickle (earlier releases of this project, PaddleNLP models)
+SAFE_WEIGHTS_NAME = "model.safetensors"  # the default: reading it runs no code (issue 14)
+WEIGHTS_FORMATS = {"safetensors": SAFE_WEIGHTS_NAME, "pdparams": WEIGHTS_NAME}
 MASK_NEG = -1e4  # official additive bias for blocked positions
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -318,9 +320,30 @@ class LoadReport:
         return f"missing={self.missing} unexpected={self.unexpected}"
 
 
+def find_weights(directory: str) -> Optional[str]:
+    """The weights file ``from_pretrained`` reads in ``directory``: ``model.safetensors`` if present, else
+    ``model_state.pdparams``, else None."""
+    for name in (SAFE_WEIGHTS_NAME, WEIGHTS_NAME):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_weights(path: str, trust_pickle: bool = False) -> dict[str, np.ndarray]:
+    """{name: array} from a ``.safetensors`` file, or from a ``.pdparams`` through the restricted unpickler
+    (numpy arrays only; a pickle needing any other global is refused naming the file and the global) unless
+    ``trust_pickle``."""
+    from ..utils.safe_load import load_pdparams, load_safetensors
+
+    if path.endswith(".safetensors"):
+        return load_safetensors(path)
+    return load_pdparams(path, trust_pickle=trust_pickle)
+
+
 class UnimoPretrainedModel(nn.Layer):
-    """Base class: ``save_pretrained`` / ``from_pretrained`` in the PaddleNLP layout
-    (``model_config.json`` + ``model_state.pdparams``) and the official-name map."""
+    """Base class: ``save_pretrained`` / ``from_pretrained`` in the PaddleNLP layout (``model_config.json`` +
+    ``model.safetensors``, or ``model_state.pdparams`` when asked) and the official-name map."""
 
     base_model_prefix = "unimo"
     config: UnimoConfig
@@ -332,32 +355,44 @@ class UnimoPretrainedModel(nn.Layer):
     def official_name_map(self) -> dict[str, str]:
         raise NotImplementedError
 
-    def save_pretrained(self, directory: str) -> None:
+    def save_pretrained(self, directory: str, weights_format: str = "safetensors") -> None:
         """Write atomically: into a temporary directory whose files replace the checkpoint's at the end (no partial
-        checkpoint; other files of ``directory`` are left alone)."""
+        checkpoint; other files of ``directory`` are left alone). ``weights_format``: ``safetensors`` (default,
+        ``model.safetensors``; names and arrays as ``state_dict()``) or ``pdparams`` (``model_state.pdparams`` via
+        ``paddle.save``, for PaddleNLP tools that only read that)."""
         from ..utils.io import atomic_directory
 
+        if weights_format not in WEIGHTS_FORMATS:
+            raise ValueError(f"weights_format must be one of {sorted(WEIGHTS_FORMATS)}, not {weights_format!r}")
         with atomic_directory(directory) as tmp:
             config = self.config.copy()
             config.extra = dict(config.extra, architecture=type(self).__name__, init_kwargs=self.init_kwargs())
             config.save_pretrained(tmp)
-            paddle.save(self.state_dict(), os.path.join(tmp, WEIGHTS_NAME))
+            path = os.path.join(tmp, WEIGHTS_FORMATS[weights_format])
+            if weights_format == "pdparams":
+                paddle.save(self.state_dict(), path)
+            else:
+                from ..utils.safe_load import save_safetensors
+
+                save_safetensors({k: v.numpy() for k, v in self.state_dict().items()}, path)
 
     @classmethod
     def from_pretrained(cls, directory: str, config: Optional[UnimoConfig] = None, strict: bool = False,
-                        **kwargs: Any) -> "UnimoPretrainedModel":
-        """Build from ``directory`` and load its weights. A backbone checkpoint loads into a task model (heads stay
-        initialised) and a task checkpoint loads into the backbone (heads ignored); ``model.load_report`` lists
-        both. ``strict=True`` raises instead."""
+                        trust_pickle: bool = False, **kwargs: Any) -> "UnimoPretrainedModel":
+        """Build from ``directory`` and load its weights (``model.safetensors`` preferred; a ``model_state.pdparams``
+        is read through the restricted unpickler unless ``trust_pickle``: see :func:`read_weights`). A backbone
+        checkpoint loads into a task model (heads stay initialised) and a task checkpoint loads into the backbone
+        (heads ignored); ``model.load_report`` lists both. ``strict=True`` raises instead."""
         config = config or UnimoConfig.from_pretrained(directory)
         saved_kwargs = dict(config.extra.get("init_kwargs", {})) if config.extra.get("architecture") == cls.__name__ \
             else {}
         saved_kwargs.update(kwargs)
+        path = find_weights(directory)
+        if path is None:
+            raise FileNotFoundError(f"no {SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME} in {directory}")
+        state = read_weights(path, trust_pickle=trust_pickle)  # before building: a refused file costs nothing
         model = cls(config, **saved_kwargs)
-        path = os.path.join(directory, WEIGHTS_NAME)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
-        model.load_report = model.load_weights(paddle.load(path), strict=strict)
+        model.load_report = model.load_weights(state, strict=strict)
         return model
 
     def load_weights(self, state: dict[str, Any], strict: bool = False) -> LoadReport:

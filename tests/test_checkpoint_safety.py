@@ -1,0 +1,108 @@
+"""Opening a checkpoint runs no code (issue 14): ``save_pretrained`` writes ``model.safetensors``, ``from_pretrained``
+prefers it, reads an earlier release's ``model_state.pdparams`` through the restricted unpickler and refuses a
+crafted pickle (``{"w": obj}`` whose ``__reduce__`` is ``os.system``) naming the file and the global, without ever
+running the command; ``trust_pickle=True`` is the way out."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from unimo.utils.safe_load import UnsafePickleError
+
+
+class Exploit:
+    """Unpickling this runs ``touch MARKER``."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def write_exploit(path, marker) -> None:
+    with open(path, "wb") as f:
+        pickle.dump({"w": Exploit(str(marker))}, f)
+
+
+@pytest.fixture
+def backbone(tiny_config):
+    import paddle
+
+    from unimo import UnimoModel
+
+    paddle.seed(3)
+    return UnimoModel(tiny_config)
+
+
+def assert_same_weights(a, b) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sorted(sa) == sorted(sb)
+    for k in sa:
+        assert sa[k].dtype == sb[k].dtype and np.array_equal(sa[k].numpy(), sb[k].numpy()), k
+
+
+def test_save_pretrained_writes_safetensors_with_state_dict_names(tmp_path, backbone):
+    from safetensors.numpy import load_file
+
+    from unimo import UnimoModel
+
+    backbone.save_pretrained(str(tmp_path / "m"))
+    assert sorted(os.listdir(tmp_path / "m")) == ["model.safetensors", "model_config.json"]
+    raw = load_file(str(tmp_path / "m" / "model.safetensors"))  # the third-party reader, names as state_dict()
+    own = backbone.state_dict()
+    assert sorted(raw) == sorted(own)
+    assert all(np.array_equal(raw[k], own[k].numpy()) for k in own)
+    assert_same_weights(backbone, UnimoModel.from_pretrained(str(tmp_path / "m")))
+
+
+def test_previous_release_pdparams_still_loads(tmp_path, backbone):
+    """What the previous version wrote (``paddle.save(state_dict)`` as ``model_state.pdparams``) and the
+    ``weights_format="pdparams"`` option both load without trust_pickle."""
+    import paddle
+
+    from unimo import UnimoModel
+
+    backbone.save_pretrained(str(tmp_path / "new"), weights_format="pdparams")
+    assert sorted(os.listdir(tmp_path / "new")) == ["model_config.json", "model_state.pdparams"]
+    assert_same_weights(backbone, UnimoModel.from_pretrained(str(tmp_path / "new")))
+    old = tmp_path / "old"
+    old.mkdir()
+    backbone.config.save_pretrained(str(old))
+    paddle.save(backbone.state_dict(), str(old / "model_state.pdparams"))
+    assert_same_weights(backbone, UnimoModel.from_pretrained(str(old)))
+
+
+def test_safetensors_is_preferred_over_pdparams(tmp_path, backbone, tiny_config):
+    from unimo import UnimoModel
+
+    backbone.save_pretrained(str(tmp_path / "m"))
+    marker = tmp_path / "pwned"
+    write_exploit(tmp_path / "m" / "model_state.pdparams", marker)  # ignored: the safetensors file wins
+    assert_same_weights(backbone, UnimoModel.from_pretrained(str(tmp_path / "m")))
+    assert not marker.exists()
+    with pytest.raises(FileNotFoundError, match="no model.safetensors or model_state.pdparams"):
+        UnimoModel.from_pretrained(str(tmp_path / "nothing"), config=tiny_config)
+
+
+def test_crafted_checkpoint_is_refused_and_never_runs(tmp_path, backbone):
+    from unimo import UnimoModel
+
+    d = tmp_path / "shared_ckpt"
+    d.mkdir()
+    backbone.config.save_pretrained(str(d))
+    marker = tmp_path / "pwned"
+    write_exploit(d / "model_state.pdparams", marker)
+    with pytest.raises(UnsafePickleError) as caught:
+        UnimoModel.from_pretrained(str(d))
+    assert not marker.exists()
+    assert str(caught.value).startswith(f"{d / 'model_state.pdparams'}: refused to load: the pickle needs the "
+                                        "global posix.system")
+    assert "--trust-pickle" in str(caught.value)
+    # the explicit way out really is Paddle's unrestricted loader (so the command runs, then the dict is refused)
+    with pytest.raises(Exception):
+        UnimoModel.from_pretrained(str(d), trust_pickle=True)
+    assert marker.exists()
