@@ -3,6 +3,12 @@
     python -m preprocess.extract_features --images DIR --output STORE --backend classic \
         [--feature-dim 2048] [--max-boxes 36] [--min-boxes 10] [--fp16] [--skip-bad]
     python -m preprocess.extract_features --images DIR --output STORE --backend grid --weights resnet50.pdparams
+    python -m preprocess.extract_features --images DIR --output STORES --num-shards N --shard I   # shard I of N
+
+With ``--num-shards N --shard I`` only the images whose id falls in shard I (crc32 of the UTF-8 image id mod N:
+stable across runs and machines) are extracted, into ``STORES/shard-IIIII-of-NNNNN``; every reader of a feature
+store opens the directory ``STORES`` as one store, and ``python -m preprocess.features merge`` writes one store,
+byte for byte what the unsharded run writes.
 
 Images are read with OpenCV (jpg, jpeg, png, bmp, webp, tif, tiff; ``--recursive`` descends into folders).
 The image id is the file name without extension, or the part matched by ``--image-id-regex`` (group 1; all-digit
@@ -10,7 +16,7 @@ ids are normalised with ``int``, so ``COCO_val2014_000000391895.jpg`` with ``(\\
 id BUTD dumps use). An unreadable image or a duplicate id stops the run with an error naming the file, unless
 ``--skip-bad`` skips and counts it. The store appears only when complete (written to a temporary name first);
 ``--overwrite`` replaces only a store's own files and refuses an output folder holding anything else.
-The last stdout line is a JSON summary (also written to ``--summary PATH``). Bad input prints one line
+The last stdout line is a JSON summary (also written to ``--json PATH``; ``--summary`` is the old spelling). Bad input prints one line
 ``error: <file>: <what> (<hint>)`` and exits with 2 (1 = internal error, with its traceback).
 """
 from __future__ import annotations
@@ -36,6 +42,7 @@ from unimo.reader.feature_store import check_store_destination
 from unimo.reader.features import FeatureStoreWriter, RegionFeatures
 from unimo.utils.errors import DataError, UserError, run_cli
 from unimo.utils.io import atomic_write
+from unimo.utils.shards import PARTITION_RULE, add_shard_arguments, check_shard_arguments, shard_of, shard_output
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -100,9 +107,17 @@ def extract_directory(images_dir: str | os.PathLike, output: str | os.PathLike, 
                       fp16: bool = False, weights: str | None = None, random_init: bool = False,
                       skip_bad: bool = False, overwrite: bool = False, recursive: bool = False,
                       image_id_regex: str | None = None, limit: int | None = None, progress: bool = True,
-                      **backend_options) -> dict:
-    """Run ``backend`` on every image of ``images_dir`` and write the store ``output``; returns the summary."""
+                      shard: tuple[int, int] | None = None, **backend_options) -> dict:
+    """Run ``backend`` on every image of ``images_dir`` and write the store ``output``; returns the summary.
+
+    ``shard=(I, N)``: only the images of shard I (:func:`unimo.utils.shards.shard_of` of the image id) are
+    extracted, into ``output/shard-IIIII-of-NNNNN``; a file whose id cannot be derived belongs to shard 0."""
     t0 = time.perf_counter()
+    container = output
+    output = shard_output(output, shard)
+    if shard is not None and (Path(container) / "meta.json").exists():
+        raise UserError("is a feature store; --num-shards writes its shards into a directory of shard stores",
+                        file=str(container), field="--output", hint="choose another --output")
     options = dict(feature_dim=feature_dim, fp16=fp16, weights=weights, random_init=random_init, **backend_options)
     if max_boxes is not None:
         options["max_boxes"] = max_boxes
@@ -120,6 +135,19 @@ def extract_directory(images_dir: str | os.PathLike, output: str | os.PathLike, 
         files = files[:limit]
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {images_dir}")
+    positions = list(range(len(files)))  # each file's place in the whole (sorted) listing: order of the merge
+    other_shards = 0
+    if shard is not None:
+        mine = []
+        for position, path in enumerate(files):
+            try:
+                owner = shard_of(image_id_for(path, pattern), shard[1])
+            except ImageReadError:
+                owner = 0  # reported (or with --skip-bad counted) once, by shard 0
+            if owner == shard[0]:
+                mine.append(position)
+        other_shards = len(files) - len(mine)
+        positions = mine
     skipped: dict[str, int] = {}
     bad_files: list[dict] = []
     seen: dict[str, Path] = {}
@@ -127,8 +155,10 @@ def extract_directory(images_dir: str | os.PathLike, output: str | os.PathLike, 
     extract_s = 0.0
     dtype = "float16" if fp16 else "float32"
     with FeatureStoreWriter(output, feature_dim=extractor.feature_dim, num_classes=extractor.num_classes,
-                            dtype=dtype, overwrite=overwrite) as writer:
-        for path in tqdm(files, desc=f"extract[{backend}]", unit="img", disable=not progress, file=sys.stderr):
+                            dtype=dtype, overwrite=overwrite, shard=shard) as writer:
+        for position in tqdm(positions, desc=f"extract[{backend}]", unit="img", disable=not progress,
+                             file=sys.stderr):
+            path = files[position]
             try:
                 image_id = image_id_for(path, pattern)
                 if image_id in seen:
@@ -148,56 +178,68 @@ def extract_directory(images_dir: str | os.PathLike, output: str | os.PathLike, 
             extract_s += time.perf_counter() - t1
             h, w = image.shape[:2]
             writer.add(RegionFeatures(image_id, w, h, regions.boxes, regions.features, cls_prob=regions.cls_prob,
-                                      obj_conf=regions.obj_conf))
+                                      obj_conf=regions.obj_conf), None if shard is None else position)
             counts.append(len(regions))
-        if not counts:
-            raise ImageReadError(Path(images_dir), "no_images", f"none of the {len(files)} image files could be read")
+        if not counts and (shard is None or positions):
+            raise ImageReadError(Path(images_dir), "no_images", f"none of the {len(positions)} image files "
+                                 f"{'of this shard ' if shard else ''}could be read")
     seconds = time.perf_counter() - t0
-    arr = np.asarray(counts)
+    arr = np.asarray(counts if counts else [0])
+    sharding = {} if shard is None else {"shard": shard[0], "num_shards": shard[1], "partition": PARTITION_RULE,
+                                         "images_other_shards": other_shards}
     return {
         **extractor.describe(), "output": str(output), "dtype": dtype, "images_found": len(files),
         "images_written": len(counts), "skipped": skipped, "bad_files": bad_files, "ignored_files": ignored,
         "boxes": int(arr.sum()),
         "boxes_per_image": {"min": int(arr.min()), "mean": round(float(arr.mean()), 3), "max": int(arr.max())},
-        "seconds": round(seconds, 3), "extract_ms_per_image": round(1000 * extract_s / len(counts), 3),
+        **sharding, "seconds": round(seconds, 3),
+        "extract_ms_per_image": round(1000 * extract_s / len(counts), 3) if counts else None,
     }
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m preprocess.extract_features", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", required=True, help="folder of images")
-    p.add_argument("--output", required=True, help="feature store directory to create")
-    p.add_argument("--backend", default="classic", choices=available_backends())
-    p.add_argument("--feature-dim", type=int, default=2048)
+                                epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", "--images", dest="images", required=True,
+                   help="folder of images (--images: the old spelling)")
+    p.add_argument("--output", required=True,
+                   help="feature store directory to create (with --num-shards: the directory of shard stores)")
+    p.add_argument("--backend", default="classic", choices=available_backends(), help="extractor (default: %(default)s)")
+    p.add_argument("--feature-dim", type=int, default=2048, help="feature dimension per region (default: %(default)s)")
     p.add_argument("--max-boxes", type=int, default=None,
-                   help="most regions per image (classic: 36; grid: grid_size^2 + 1)")
-    p.add_argument("--min-boxes", type=int, default=None, help="fewest regions per image (classic: 10)")
+                   help="most regions per image (default: classic 36; grid grid_size^2 + 1)")
+    p.add_argument("--min-boxes", type=int, default=None, help="fewest regions per image (default: classic 10)")
     p.add_argument("--conf-thresh", type=float, default=None,
-                   help="classic: keep proposals scoring at least this (BUTD rule, default 0.2)")
+                   help="classic: keep proposals scoring at least this (default: the BUTD rule, 0.2)")
     p.add_argument("--fp16", action="store_true",
-                   help="store features as float16; the grid backend also runs the CNN in float16 on a GPU")
-    p.add_argument("--weights", default=None, help="grid: paddle.vision ResNet state dict (.pdparams)")
-    p.add_argument("--random-init", action="store_true", help="grid: random weights (tests only)")
-    p.add_argument("--arch", default=None, help="grid: resnet18/34/50/101/152 (default resnet50)")
-    p.add_argument("--grid-size", type=int, default=None, help="grid: cells per side (default 6)")
-    p.add_argument("--input-size", type=int, default=None, help="grid: shorter image side fed to the CNN (448)")
+                   help="store features as float16; the grid backend also runs the CNN in float16 on a GPU "
+                        "(default: float32)")
+    p.add_argument("--weights", default=None, help="grid: paddle.vision ResNet state dict (.pdparams; default: none)")
+    p.add_argument("--random-init", action="store_true", help="grid: random weights (tests only; default: off)")
+    p.add_argument("--arch", default=None, help="grid: resnet18/34/50/101/152 (default: resnet50)")
+    p.add_argument("--grid-size", type=int, default=None, help="grid: cells per side (default: 6)")
+    p.add_argument("--input-size", type=int, default=None, help="grid: shorter image side fed to the CNN (default: 448)")
     p.add_argument("--image-id-regex", default=None,
-                   help=r"image id = group 1 of this regex on the file stem, e.g. '(\d+)$'")
-    p.add_argument("--recursive", action="store_true", help="also read images in sub-folders")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by path)")
+                   help=r"image id = group 1 of this regex on the file stem, e.g. '(\d+)$' (default: the stem)")
+    p.add_argument("--recursive", action="store_true", help="also read images in sub-folders (default: off)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N images, sorted by path (default: %(default)s = all)")
+    add_shard_arguments(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip and count unreadable images (default: the first one is an error)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output store (only its own files; a folder holding anything else is "
                         "refused; default: an existing output is an error)")
-    p.add_argument("--summary", default=None, help="also write the JSON summary to this file (default: stdout only)")
+    p.add_argument("--json", "--summary", dest="summary", nargs="?", const=None, default=None, metavar="PATH",
+                   help="also write the JSON summary to PATH (no PATH: stdout only, which is always printed; "
+                        "default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on stderr)")
     return p
 
 
 def _run(argv: Sequence[str] | None) -> dict:
     args = build_parser().parse_args(argv)
+    shard = check_shard_arguments(args.num_shards, args.shard)
     extra = {k: v for k, v in (("conf_thresh", args.conf_thresh), ("arch", args.arch), ("grid_size", args.grid_size),
                                ("input_size", args.input_size)) if v is not None}
     if args.summary and os.path.isdir(args.summary):
@@ -207,7 +249,7 @@ def _run(argv: Sequence[str] | None) -> dict:
                                 weights=args.weights, random_init=args.random_init, skip_bad=args.skip_bad,
                                 overwrite=args.overwrite, recursive=args.recursive,
                                 image_id_regex=args.image_id_regex, limit=args.limit,
-                                progress=not args.no_progress, **extra)
+                                progress=not args.no_progress, shard=shard, **extra)
     text = json.dumps(summary)
     if args.summary:
         with atomic_write(args.summary) as fh:

@@ -333,6 +333,7 @@ class _Ctx:
     clip_boxes: bool
     first_dim: tuple[int, str, int | None] | None = None  # (dimension, file, line) of the first image with boxes
     clipped: int = 0                # boxes clipped in the record being parsed (counted once it is accepted)
+    keep: Callable[[str], bool] | None = None  # image ids this reader yields (a shard's); None = every id
 
 
 _BOX_HINT = "pass --clip-boxes to clip boxes to the image (counted), or --skip-bad to skip such images"
@@ -698,6 +699,9 @@ def _read_text(files: list[Path], fmt: str, ctx: _Ctx,
                     except UnicodeDecodeError:
                         raise FeatureFormatError(src, "bad_value", "not UTF-8 text", lineno, name) from None
                 image_id = id_fn(p[spec.id_field], src, lineno)
+                if ctx.keep is not None and not ctx.keep(image_id):
+                    summary["other_shard_lines"] += 1
+                    continue  # another shard's image: not decoded (the big base64 fields are never touched)
                 first = seen.get(image_id)
                 if first is not None:
                     if not spec.repeats:
@@ -744,6 +748,9 @@ def _read_uniter(files: list[Path], ctx: _Ctx,
         try:
             name = path.name[:-len(".npz")] if path.name.endswith(".npz") else path.stem
             image_id = id_fn(name, src, None)
+            if ctx.keep is not None and not ctx.keep(image_id):
+                summary["other_shard_lines"] += 1
+                continue  # another shard's image: its npz is not opened
             if image_id in seen:
                 raise FeatureFormatError(src, "duplicate_id",
                                          f"duplicate image id {image_id!r} (also {seen[image_id]})")
@@ -849,7 +856,7 @@ def _parse_uniter_npz(path: Path, src: str, image_id: str, ctx: _Ctx) -> RegionF
 
 def read_features(path: str | os.PathLike, input_format: str, skip_bad: bool = False, summary: dict | None = None,
                   feature_dim: int | None = None, image_id_regex: str | None = None,
-                  clip_boxes: bool = False) -> Iterator[RegionFeatures]:
+                  clip_boxes: bool = False, keep: Callable[[str], bool] | None = None) -> Iterator[RegionFeatures]:
     """Stream the images of a feature dump (a file, a ``.gz`` file, or a directory of them) in file/line order.
 
     ``feature_dim`` (optional) rejects records of another dimension; without it the first image with boxes fixes
@@ -873,12 +880,19 @@ def read_features(path: str | os.PathLike, input_format: str, skip_bad: bool = F
     image already read: the caption formats repeat the image on every line). Duplicate ids in the other formats are
     errors. A truncated or corrupt ``.gz`` file is an error (also with ``skip_bad``) naming the line reached.
     Missing inputs raise ``FileNotFoundError``. Each record's ``location`` is ``(file, line)``.
+
+    ``keep`` (sharding): only images whose id it accepts are parsed and yielded; the others are counted in
+    ``summary["other_shard_lines"]`` (lines, or npz files) without decoding their arrays. ``summary["lines"]``
+    still counts every record line read, so its value when a record is yielded is the record's position in the
+    whole dump, the same in every shard.
     """
     if input_format not in FORMATS:
         raise ValueError(f"unknown feature format {input_format!r}; choose one of {', '.join(FORMATS)}")
     if feature_dim is not None and int(feature_dim) <= 0:
         raise UserError(f"must be positive, got {feature_dim}", field="--feature-dim")
-    ctx = _Ctx(skip_bad=skip_bad, summary=_new_summary(summary), dim=feature_dim, clip_boxes=clip_boxes)
+    ctx = _Ctx(skip_bad=skip_bad, summary=_new_summary(summary), dim=feature_dim, clip_boxes=clip_boxes, keep=keep)
+    if keep is not None:
+        ctx.summary.setdefault("other_shard_lines", 0)
     id_fn = _image_id_fn(input_format, image_id_regex)
     if input_format == "uniter-npz":
         files = _expand_inputs(path, ".npz")

@@ -7,6 +7,16 @@ Layout of a store directory (all little-endian, row-major)::
     index.npy        int64 [num_images, 2]: first box row, number of boxes
     sizes.npy        int32 [num_images, 2]: image_w, image_h
     <field>.bin      one raw array per field, [total_boxes, width] (or [total_boxes]), opened with np.memmap
+    order.npy        (shard stores only) int64 [num_images]: each image's position in the whole, unsharded input
+
+A *sharded* store (issue 13) is a directory of shard stores ``shard-IIIII-of-NNNNN/`` (what ``--num-shards N
+--shard I`` writes under ``--output``), or a JSON manifest ``{"format": "unimo-feature-store-shards", "version": 1,
+"shards": [paths relative to the manifest]}`` listing any stores. :meth:`FeatureStore.open` opens either as one
+store (:class:`ShardedFeatureStore`): the same random access by image id, and -- when the shards are the N shards
+of one run -- the images in the order of the unsharded run (else shard after shard). A duplicate image id across
+shards, or shards whose dtype, feature dimension or fields differ, is an error naming both shards.
+:func:`merge_feature_stores` (``python -m preprocess.features merge``) writes one store from them, byte for byte
+the store the unsharded run writes.
 
 Fields: ``features`` and the class distributions (``cls_prob``, ``attr_prob``) use the store dtype (float32 or
 float16); ``boxes``/``obj_conf``/``attr_conf`` stay float32 (pixel coordinates lose precision in float16) and
@@ -29,6 +39,7 @@ import numpy as np
 
 from ..utils.errors import UserError
 from ..utils.io import atomic_directory
+from ..utils.shards import PARTITION_RULE, find_shards, parse_shard_name
 from .feature_formats import RegionFeatures, box_problems
 
 STORE_FORMAT = "unimo-feature-store"
@@ -37,6 +48,8 @@ _META = "meta.json"
 _IDS = "image_ids.json"
 _INDEX = "index.npy"
 _SIZES = "sizes.npy"
+_ORDER = "order.npy"
+MANIFEST_FORMAT = "unimo-feature-store-shards"
 
 # field -> (dtype; None = the store dtype, width key in meta or a fixed int; 0 = one value per box)
 _FIELD_SPECS: dict[str, tuple[str | None, str | int]] = {
@@ -52,7 +65,7 @@ _FIELD_SPECS: dict[str, tuple[str | None, str | int]] = {
 _OPTIONAL = ("cls_prob", "obj_conf", "obj_id", "attr_prob", "attr_id", "attr_conf")
 _DTYPES = ("float32", "float16")
 # every name a store directory consists of: the only entries ``overwrite=True`` may replace
-STORE_FILES = frozenset({_META, _IDS, _INDEX, _SIZES, *(f"{name}.bin" for name in _FIELD_SPECS)})
+STORE_FILES = frozenset({_META, _IDS, _INDEX, _SIZES, _ORDER, *(f"{name}.bin" for name in _FIELD_SPECS)})
 _INT32_MAX = 2 ** 31 - 1
 
 
@@ -122,11 +135,13 @@ class FeatureStoreWriter:
     1601-class BUTD detector); derived object ids/confidences are kept. Images must all carry the same optional
     fields (images with zero boxes are exempt). A duplicate image id, a dimension mismatch or NaN/inf raises
     ``ValueError``. Use as a context manager: an exception inside the block removes the partial store.
+    ``shard=(I, N)`` writes shard I of N of a sharded run: every :meth:`add` then gives the image's ``position``
+    in the whole input (stored in ``order.npy``, so readers and the merge restore the unsharded order).
     """
 
     def __init__(self, path: str | os.PathLike, feature_dim: int, num_classes: int | None = None,
                  dtype: str = "float32", overwrite: bool = False, num_attr_classes: int | None = None,
-                 class_probs: bool = True) -> None:
+                 class_probs: bool = True, shard: tuple[int, int] | None = None) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"store dtype must be one of {_DTYPES}, got {dtype!r}")
         if int(feature_dim) <= 0:
@@ -139,6 +154,8 @@ class FeatureStoreWriter:
         self.num_attr_classes = num_attr_classes if class_probs else None
         self.class_probs = class_probs
         self.overwrite = overwrite
+        self.shard = shard
+        self._positions: list[int] = []
         # the temporary sibling directory; its entries replace the store's own files at close()
         self._install_ctx = atomic_directory(self.path, STORE_FILES)
         self._tmp = self._install_ctx.__enter__()
@@ -219,10 +236,16 @@ class FeatureStoreWriter:
                 raise ValueError(f"{where}: '{name}' has {getattr(rec, name).shape[1]} classes, store expects "
                                  f"{self._width(name)}")
 
-    def add(self, regions: RegionFeatures) -> None:
-        """Append one image. Raises ``ValueError`` (duplicate id, wrong dimension, NaN/inf, missing field)."""
+    def add(self, regions: RegionFeatures, position: int | None = None) -> None:
+        """Append one image. Raises ``ValueError`` (duplicate id, wrong dimension, NaN/inf, missing field).
+        ``position``: the image's index in the whole input, required for (and only for) a shard writer."""
         if self._state != "open":
             raise RuntimeError(f"feature store writer for {self.path} is {self._state}")
+        if (position is None) != (self.shard is None):
+            raise ValueError(f"feature store {self.path}: a position is given with, and only with, shard=(I, N)")
+        if position is not None and self._positions and position <= self._positions[-1]:
+            raise ValueError(f"feature store {self.path}: positions must increase ({position} after "
+                             f"{self._positions[-1]})")
         regions = _with_predictions(regions)
         if self._fields is None and regions.num_boxes:
             self._open_fields(regions)
@@ -251,6 +274,8 @@ class FeatureStoreWriter:
         self._id_set.add(regions.image_id)
         self._index.append((self._rows, n))
         self._sizes.append((regions.image_w, regions.image_h))
+        if position is not None:
+            self._positions.append(int(position))
         self._rows += n
 
     def __len__(self) -> int:
@@ -277,6 +302,8 @@ class FeatureStoreWriter:
             np.save(os.path.join(self._tmp, _SIZES), np.asarray(self._sizes, dtype=np.int32).reshape(-1, 2))
             with open(os.path.join(self._tmp, _IDS), "w", encoding="utf-8") as fh:
                 json.dump(self._ids, fh)
+            if self.shard is not None:
+                np.save(os.path.join(self._tmp, _ORDER), np.asarray(self._positions, dtype=np.int64))
             meta = {
                 "format": STORE_FORMAT, "version": STORE_VERSION, "dtype": self.dtype,
                 "feature_dim": self.feature_dim,
@@ -285,6 +312,8 @@ class FeatureStoreWriter:
                 "num_images": len(self._ids), "num_boxes": self._rows,
                 "fields": {name: {"dtype": self._dtype(name), "width": self._width(name)} for name in fields},
             }
+            if self.shard is not None:
+                meta["shard"] = {"index": int(self.shard[0]), "count": int(self.shard[1]), "partition": PARTITION_RULE}
             with open(os.path.join(self._tmp, _META), "w", encoding="utf-8") as fh:
                 json.dump(meta, fh, indent=1)
             self._install()
@@ -346,12 +375,22 @@ class FeatureStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "FeatureStore":
+        """Open a store directory, a directory of shard stores or a shard manifest (see the module docstring)."""
         path = Path(path)
+        if path.is_file():
+            return ShardedFeatureStore.from_manifest(path)
+        if path.is_dir() and not (path / _META).exists() and _has_shard_entries(path):
+            return ShardedFeatureStore.from_directory(path)
+        return cls._open_single(path)
+
+    @classmethod
+    def _open_single(cls, path: Path) -> "FeatureStore":
         meta_path = path / _META
         if not meta_path.is_file():
             if not path.exists():
                 raise FileNotFoundError(f"feature store not found: {path}")
-            raise StoreFormatError(f"not a feature store (no {_META})", file=str(path))
+            raise StoreFormatError(f"not a feature store (no {_META}, no shard-IIIII-of-NNNNN stores)",
+                                   file=str(path))
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -388,6 +427,10 @@ class FeatureStore:
         row = self._row.get(key)
         if row is None:
             raise KeyError(f"image id {key!r} is not in feature store {self.path}")
+        return self._record(row)
+
+    def _record(self, row: int) -> RegionFeatures:
+        key = self._ids[row]
         start, count = (int(v) for v in self._index[row])
         w, h = (int(v) for v in self._sizes[row])
         out: dict[str, np.ndarray] = {}
@@ -456,3 +499,154 @@ class FeatureStore:
     def __repr__(self) -> str:
         return (f"FeatureStore({str(self.path)!r}, images={len(self)}, boxes={self.meta['num_boxes']}, "
                 f"dim={self.feature_dim}, dtype={self.dtype}, fields={self.fields})")
+
+
+def _has_shard_entries(path: Path) -> bool:
+    return any(parse_shard_name(entry.name) is not None for entry in path.iterdir())
+
+
+def _read_manifest(path: Path) -> list[Path]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreFormatError(f"not a feature store or shard manifest (not JSON: {exc})", file=str(path)) from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or data.get("version") != 1:
+        raise StoreFormatError(f"not a shard manifest (expected {{\"format\": \"{MANIFEST_FORMAT}\", \"version\": 1, "
+                               "\"shards\": [...]})", file=str(path))
+    shards = data.get("shards")
+    if not isinstance(shards, list) or not shards or not all(isinstance(s, str) and s for s in shards):
+        raise StoreFormatError("field 'shards' must be a non-empty list of store paths", file=str(path))
+    return [path.parent / s for s in shards]
+
+
+def write_manifest(path: str | os.PathLike, stores: list[str | os.PathLike]) -> Path:
+    """Write a shard manifest listing ``stores`` (stored relative to the manifest's folder when below it)."""
+    from ..utils.io import write_json_atomic
+
+    path = Path(path)
+    base = path.parent.resolve()
+    names = []
+    for store in stores:
+        p = Path(store).resolve()
+        names.append(os.path.relpath(p, base) if p.is_relative_to(base) else str(p))
+    write_json_atomic(path, {"format": MANIFEST_FORMAT, "version": 1, "shards": names})
+    return path
+
+
+def _shard_label(store: FeatureStore) -> str:
+    return str(store.path)
+
+
+class ShardedFeatureStore(FeatureStore):
+    """Several stores read as one (a directory of shard stores or a manifest): see the module docstring."""
+
+    def __init__(self, path: Path, shards: list[FeatureStore]) -> None:  # noqa: D107 (no FeatureStore.__init__)
+        self.path = path
+        self._shards = shards
+        self._check_agree(shards)
+        counts = [len(s) for s in shards]
+        shard_col = np.repeat(np.arange(len(shards), dtype=np.int32), counts)
+        local = np.concatenate([np.arange(n, dtype=np.int64) for n in counts]) if shards else np.zeros(0, np.int64)
+        infos = [s.meta.get("shard") for s in shards]
+        one_run = (all(isinstance(i, dict) for i in infos) and sorted(i["index"] for i in infos) == list(range(len(shards)))
+                   and all(i["count"] == len(shards) for i in infos)
+                   and all((s.path / _ORDER).is_file() for s in shards))
+        if one_run:  # the shards of one run: restore the order of the unsharded run
+            positions = np.concatenate([np.load(s.path / _ORDER) for s in shards])
+            if len(positions) != len(shard_col):
+                raise StoreFormatError(f"{_ORDER} of a shard does not match its image count", file=str(path))
+            order = np.argsort(positions, kind="stable")
+            shard_col, local = shard_col[order], local[order]
+        ids: list[str] = []
+        row: dict[str, int] = {}
+        for g, (s, r) in enumerate(zip(shard_col.tolist(), local.tolist())):
+            image_id = shards[s]._ids[r]
+            other = row.setdefault(image_id, g)
+            if other != g:
+                raise StoreFormatError(f"image id {image_id!r} is in two shards: {_shard_label(shards[shard_col[other]])} "
+                                       f"and {_shard_label(shards[s])}", file=str(path),
+                                       hint="a sharded store holds every image once")
+            ids.append(image_id)
+        self._ids, self._row = ids, row
+        self._shard_col, self._local = shard_col, local
+        ref = next((s for s in shards if s.meta["num_boxes"]), shards[0])
+        self.meta = {key: ref.meta[key] for key in ("format", "version", "dtype", "feature_dim", "num_classes",
+                                                     "num_attr_classes", "fields")}
+        self.meta.update(num_images=len(ids), num_boxes=int(sum(s.meta["num_boxes"] for s in shards)),
+                         shards=[str(s.path) for s in shards], shard_order="unsharded run" if one_run else "listed")
+
+    @staticmethod
+    def _check_agree(shards: list[FeatureStore]) -> None:
+        first = shards[0]
+        with_boxes = [s for s in shards if s.meta["num_boxes"]]
+        for s in shards[1:]:
+            for key in ("dtype", "feature_dim"):
+                if s.meta[key] != first.meta[key]:
+                    raise StoreFormatError(f"shards disagree on {key}: {first.meta[key]!r} in "
+                                           f"{_shard_label(first)}, {s.meta[key]!r} in {_shard_label(s)}",
+                                           file=str(s.path))
+        for s in with_boxes[1:]:
+            ref = with_boxes[0]
+            for key in ("fields", "num_classes", "num_attr_classes"):
+                if s.meta.get(key) != ref.meta.get(key):
+                    what = (sorted(ref.meta[key]), sorted(s.meta[key])) if key == "fields" else \
+                        (ref.meta.get(key), s.meta.get(key))
+                    raise StoreFormatError(f"shards disagree on {key}: {what[0]} in {_shard_label(ref)}, {what[1]} "
+                                           f"in {_shard_label(s)}", file=str(s.path))
+
+    @classmethod
+    def from_directory(cls, path: Path) -> "ShardedFeatureStore":
+        try:
+            entries = find_shards(path)
+        except UserError as exc:
+            raise StoreFormatError(exc.message, file=exc.file, hint=exc.hint) from None
+        return cls(path, [FeatureStore._open_single(e) for e in entries])
+
+    @classmethod
+    def from_manifest(cls, path: Path) -> "ShardedFeatureStore":
+        stores = []
+        for p in _read_manifest(path):
+            if not p.exists():
+                raise FileNotFoundError(f"feature store not found: {p} (listed in {path})")
+            store = FeatureStore.open(p)
+            stores.extend(store._shards if isinstance(store, ShardedFeatureStore) else [store])
+        return cls(path, stores)
+
+    @property
+    def shards(self) -> list[FeatureStore]:
+        return list(self._shards)
+
+    def _record(self, row: int) -> RegionFeatures:
+        return self._shards[int(self._shard_col[row])]._record(int(self._local[row]))
+
+    def num_boxes(self, image_id: str | int) -> int:
+        row = self._row.get(str(image_id))
+        if row is None:
+            raise KeyError(f"image id {str(image_id)!r} is not in feature store {self.path}")
+        return int(self._shards[int(self._shard_col[row])]._index[int(self._local[row]), 1])
+
+    def close(self) -> None:
+        for s in self._shards:
+            s.close()
+
+    def __repr__(self) -> str:
+        return (f"ShardedFeatureStore({str(self.path)!r}, shards={len(self._shards)}, images={len(self)}, "
+                f"boxes={self.meta['num_boxes']}, dim={self.feature_dim}, dtype={self.dtype}, fields={self.fields})")
+
+
+def merge_feature_stores(source: str | os.PathLike, output: str | os.PathLike, overwrite: bool = False,
+                         progress: bool = True) -> FeatureStore:
+    """Write the images of ``source`` (a sharded store, or any store) into one new store at ``output``, in
+    ``source``'s order; for the N shards of one run this is byte for byte the store the unsharded run writes."""
+    from tqdm import tqdm
+
+    src = FeatureStore.open(source)
+    check_store_destination(output, overwrite)
+    meta = src.meta
+    with FeatureStoreWriter(output, src.feature_dim, dtype=src.dtype, overwrite=overwrite) as writer:
+        for row in tqdm(range(len(src)), desc="merge", unit="img", disable=not progress):
+            writer.add(src._record(row))
+    merged = FeatureStore.open(output)
+    if merged.meta["num_boxes"] != meta["num_boxes"] or len(merged) != len(src):
+        raise RuntimeError(f"merge of {source} wrote {len(merged)} images, expected {len(src)}")
+    return merged
