@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 SCENES = 600  # 360 train / 60 restval / 60 val / 60 test / 60 image-only scenes
 TINY = ["model_config=model_files/config/unimo_demo_en.json", "max_img_len=37", "eval_steps=0",
         "save_steps=100000", "logging_steps=10", "disable_tqdm=true", "warmup_ratio=0.1", "learning_rate=2e-4",
-        "shuffled_image_control=true"]
+        "shuffled_image_control=true",
+        "global_batch_size=null"]  # the official global batch (SNLI-VE: 192) would accumulate dozens of tiny batches
 
 
 @pytest.fixture(scope="module")

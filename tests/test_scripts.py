@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from unimo.sweep import grid_points
+
 from unimo.utils.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +99,11 @@ OFFICIAL = {  # conf dir -> (task, key metric, model size, checkpoint name, expe
     "vqa/VQAv2": ("vqa", "vqa_acc", "base", "unimo_base_en", {}),     # no official recipe
     "vqa/VQAv2_large": ("vqa", "vqa_acc", "large", "unimo_large_en", {}),
 }
+# official devices per run (spec section 4 "Distributed launch" and 5.1-5.6): global batch = batch_size x devices
+DEVICES = {"classification/SST-2": 8, "classification/MNLI-AX": 8, "regression/STS-B": 8, "classification/CoLA": 4,
+           "seq2seq/cnndm": 4, "seq2seq/gigaword": 4, "seq2seq/squad_qg": 4, "seq2seq/coqa": 4,
+           "img2txt/coco": 16, "img2txt/coco_scst": 16, "visual_entailment/SNLI-VE": 16, "retrieval/Flickr30k": 8}
+DEVICES.update({f"{k}_large": v for k, v in DEVICES.items() if k != "img2txt/coco_scst"})
 SIZE_CONFIG = {"base": "model_files/config/unimo_base_en.json", "large": "model_files/config/unimo_large_en.json"}
 
 
@@ -159,6 +166,13 @@ def test_conf_loads_and_is_consistent(conf, tokenizer, tmp_path, monkeypatch):
             assert got == pytest.approx(want, rel=1e-9, abs=1e-12), f"{conf}: {key}={got!r}, official {want}"
         else:
             assert got == want, f"{conf}: {key}={got!r}, official {want!r}"
+    devices = DEVICES.get(_conf_dir(conf))
+    if devices is not None:  # the official global batch, and for GLUE the schedule the official runner computed
+        assert cfg["global_batch_size"] == cfg["batch_size"] * devices, (conf, cfg["global_batch_size"])
+        assert cfg["lr_schedule"] == ("official_glue" if name in ("classification", "regression") else "linear")
+        for point in grid_points(cfg.sweep_grid()):
+            assert point.get("global_batch_size", cfg["global_batch_size"]) == \
+                point.get("batch_size", cfg["batch_size"]) * devices, (conf, point)
 
 
 def test_large_confs_extend_their_base():

@@ -80,8 +80,9 @@ def test_grids_of_the_shipped_glue_configs():
             _, cfg = load_run_config(str(conf), {})
             grid = cfg.sweep_grid()
             if conf.parts[-3] in ("classification", "regression"):
+                devices = 4 if "CoLA" in conf.parts[-2] else 8  # the official GPUs: global batch = batch x GPUs
                 assert grid == {"seed": [1, 2, 3, 4, 5], "epochs": [10.0], "learning_rate": [1e-5, 2e-5, 3e-5],
-                                "batch_size": [16, 32]}, conf
+                                "batch_size,global_batch_size": [(16, 16 * devices), (32, 32 * devices)]}, conf
                 assert len(sweep.grid_points(grid)) == 30
             else:
                 assert grid == {}, conf

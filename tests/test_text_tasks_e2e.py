@@ -53,7 +53,10 @@ TINY = "model_files/config/unimo_tiny_en.json"
 # tiny model, no pre-trained weights, no dropout (so a few dozen steps visibly fit), one eval at the last step
 COMMON = [f"model_config={TINY}", "init_checkpoint=null", "logging_steps=5", "save_steps=100000",
           "disable_tqdm=true", "warmup_ratio=0.1", "hidden_dropout_prob=0", "attention_probs_dropout_prob=0",
-          "seed=1", "learning_rate=2e-3"]
+          "seed=1", "learning_rate=2e-3",
+          # the official global batch (SST-2: 128) would accumulate 16 of these tiny batches per step: tests set
+          # their own batch and the plain linear schedule
+          "global_batch_size=null", "lr_schedule=linear"]
 CLS_STEPS = {"SST-2": 40, "CoLA": 40, "MNLI": 60, "STS-B": 60}
 SEQ2SEQ_STEPS = 70  # summarisation, question generation
 COQA_STEPS = 100
