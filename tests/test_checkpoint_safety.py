@@ -106,3 +106,80 @@ def test_crafted_checkpoint_is_refused_and_never_runs(tmp_path, backbone):
     with pytest.raises(Exception):
         UnimoModel.from_pretrained(str(d), trust_pickle=True)
     assert marker.exists()
+
+
+
+TRAIN = '''
+import sys, numpy as np
+import unimo, paddle
+from unimo.training.config import TrainingConfig
+from unimo.training.trainer import UnimoTrainer, make_training_args
+from unimo.utils.safe_load import UnsafePickleError
+
+class Data(paddle.io.Dataset):
+    def __len__(self): return 16
+    def __getitem__(self, i): return i
+
+def collate(items):
+    return {"x": np.asarray(items, np.float32)[:, None] * np.ones((1, 4), np.float32) / 16}
+
+class Model(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.w = paddle.nn.Linear(4, 1)
+    def forward(self, x):
+        return (self.w(x) ** 2).mean()
+
+# argv: OUT [RESUME...]: one run per RESUME folder (or one from scratch), each printing its weights or the refusal
+for k, resume in enumerate(sys.argv[2:] or [None]):
+    paddle.seed(0)
+    cfg = TrainingConfig.from_values(batch_size=4, max_steps=4, logging_steps=100, save_steps=2, disable_tqdm=True,
+                                     visualdl=False, seed=0)
+    trainer = UnimoTrainer(model=Model(), args=make_training_args(cfg, f"{sys.argv[1]}{k}"), train_dataset=Data(),
+                           data_collator=collate)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+        print("W", " ".join(repr(float(v)) for v in trainer.model.w.weight.numpy().ravel()), flush=True)
+    except UnsafePickleError as e:
+        print("REFUSED", e, flush=True)
+'''
+
+
+def _train(tmp_path, out, *resume) -> list[str]:
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    proc = subprocess.run([sys.executable, str(script), str(out), *map(str, resume)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [ln for ln in proc.stdout.splitlines() if ln.startswith(("W ", "REFUSED "))]
+
+
+VICTIMS = ["rng_state.pth", "optimizer.pdopt", "scheduler.pdparams", "model_state.pdparams"]
+
+
+def test_resume_refuses_a_crafted_training_checkpoint(tmp_path):
+    """A Trainer checkpoint whose RNG / optimizer / scheduler / weights file is the crafted pickle: resuming is
+    refused naming the file and the global, and the command never runs. The genuine checkpoint (the first run in
+    the fresh process) resumes to the uninterrupted run's weights: the check passes everything PaddleNLP writes."""
+    import shutil
+
+    [full] = _train(tmp_path, tmp_path / "full")
+    assert full.startswith("W ")
+    ckpt = tmp_path / "full0" / "checkpoint-2"
+    others = ["trainer_state.json", "training_args.bin", "unimo_eval_state.json"]  # JSON, and one resume never reads
+    assert sorted(os.listdir(ckpt)) == sorted(VICTIMS + others)
+    marker = tmp_path / "pwned"
+    bad = []
+    for victim in VICTIMS:
+        bad.append(tmp_path / f"bad-{victim}")
+        shutil.copytree(ckpt, bad[-1])
+        write_exploit(bad[-1] / victim, marker)
+    lines = _train(tmp_path, tmp_path / "resumed", ckpt, *bad)
+    assert lines[0] == full
+    for folder, victim, line in zip(bad, VICTIMS, lines[1:], strict=True):
+        assert line.startswith(f"REFUSED {folder / victim}: refused to load: the pickle needs the global "
+                               "posix.system"), line
+    assert not marker.exists()

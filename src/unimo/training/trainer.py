@@ -13,6 +13,9 @@ What we add to PaddleNLP's loop, and why:
   (:class:`EpochSeededBatchSampler`; PaddleNLP's single-process sampler draws from the global NumPy RNG, so a run
   resumed after its first epoch saw another order), and the evaluation history and best checkpoint are saved in
   each ``checkpoint-N`` and restored on resume (else the resumed run's first evaluation always "improves");
+* resuming opens no pickle that could run code: PaddleNLP ``paddle.load``s the checkpoint's weights, optimizer,
+  scheduler and RNG files, so each is first vetted by the restricted unpickler (``unimo.utils.safe_load``; numpy
+  arrays and Paddle generator states only); ``trust_pickle=True`` skips the check;
 * data-loading errors end the run at once (:class:`GuardedCollator`): Paddle's DataLoader hangs forever when the
   collate function raises in its prefetch thread (``num_workers: 0``) and reports a worker's exception as
   "Blocking queue is killed" otherwise;
@@ -110,8 +113,9 @@ class UnimoTrainer(Trainer):
                  key_metric: Optional[str] = None, greater_is_better: bool = True,
                  lr_decay_epochs: Optional[list[float]] = None,
                  save_fn: Optional[Callable[[Any, str], None]] = None, visualdl: bool = True,
-                 lr_schedule_scale: float = 1.0, **kwargs: Any):
+                 lr_schedule_scale: float = 1.0, trust_pickle: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.trust_pickle = bool(trust_pickle)
         self.lr_schedule_scale = float(lr_schedule_scale)
         self.lr_decay_epochs = list(lr_decay_epochs or [])
         self.save_fn = save_fn or (lambda model, directory: model.save_pretrained(directory))
@@ -151,6 +155,16 @@ class UnimoTrainer(Trainer):
                     "eval_history": self.eval_history, "best_metric": self.best_metric, "best_step": self.best_step})
 
     def train(self, resume_from_checkpoint=None, *args: Any, **kwargs: Any):
+        if resume_from_checkpoint is True:  # PaddleNLP's "the last checkpoint-N of output_dir"
+            from paddlenlp.trainer.trainer_utils import get_last_checkpoint
+
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or resume_from_checkpoint
+        if isinstance(resume_from_checkpoint, str) and not self.trust_pickle:
+            # PaddleNLP reads weights, optimizer, scheduler and RNG state with paddle.load (a pickle that may run
+            # code): each is first rebuilt by the restricted unpickler, which refuses anything but arrays
+            from ..utils.safe_load import check_training_checkpoint
+
+            check_training_checkpoint(resume_from_checkpoint)
         if isinstance(resume_from_checkpoint, str):
             path = os.path.join(resume_from_checkpoint, EVAL_STATE_NAME)
             if os.path.isfile(path):

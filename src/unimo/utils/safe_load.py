@@ -24,6 +24,12 @@ ALLOWED_GLOBALS = frozenset({
 })
 
 
+# a Trainer checkpoint's RNG file also holds Paddle's generator states (plain data, rebuilt by __setstate__)
+TRAINING_STATE_GLOBALS = ALLOWED_GLOBALS | frozenset({("paddle.base.libpaddle", "GeneratorState")})
+# the pickles PaddleNLP's Trainer opens when it resumes (weights, optimizer, scheduler, scaler, RNG); not
+# training_args.bin, which resuming never reads
+TRAINING_STATE_SUFFIXES = (".pdparams", ".pdopt", ".pth")
+
 PADDLE_NAME_TABLE = "StructuredToParameterName@@"
 
 
@@ -32,16 +38,45 @@ class UnsafePickleError(UserError):
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, path: str):
+    def __init__(self, file: Any, path: str, allowed: frozenset = ALLOWED_GLOBALS):
         super().__init__(file)
         self.path = path
+        self.allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in ALLOWED_GLOBALS:
+        if (module, name) in self.allowed:
             return super().find_class(module, name)
         raise UnsafePickleError(f"refused to load: the pickle needs the global {module}.{name}, which is not a "
                                 "numpy array type (a checkpoint holds only arrays)", file=self.path,
                                 hint="load it only if you trust its source: trust_pickle=True / --trust-pickle")
+
+
+def restricted_unpickle(path: str, allowed: frozenset = ALLOWED_GLOBALS, kind: str = "pickle") -> Any:
+    """The object pickled in ``path``, rebuilt only from the globals in ``allowed`` (:class:`UnsafePickleError`
+    names the first other one; nothing of the pickle runs); a damaged file is a :class:`UserError`."""
+    with open(path, "rb") as f:
+        try:
+            return _RestrictedUnpickler(f, path, allowed).load()
+        except UnsafePickleError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged file: one clear line
+            raise UserError(f"not a readable {kind} ({type(e).__name__}: {e})", file=path) from None
+
+
+def check_training_checkpoint(directory: str) -> list[str]:
+    """Vet every pickle PaddleNLP's Trainer reads when resuming from ``directory`` (``*.pdparams``, ``*.pdopt``,
+    ``*.pth``) with the restricted unpickler, before the Trainer opens them with ``paddle.load``: a file needing
+    any global beyond numpy arrays and Paddle generator states is refused (:class:`UnsafePickleError`). Returns the
+    files checked."""
+    if not os.path.isdir(directory):
+        raise UserError("checkpoint folder not found", file=directory)
+    checked = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name.endswith(TRAINING_STATE_SUFFIXES) and os.path.isfile(path):
+            restricted_unpickle(path, TRAINING_STATE_GLOBALS)
+            checked.append(path)
+    return checked
 
 
 def load_pdparams(path: str, trust_pickle: bool = False) -> dict[str, np.ndarray]:
@@ -53,13 +88,7 @@ def load_pdparams(path: str, trust_pickle: bool = False) -> dict[str, np.ndarray
 
         state = paddle.load(path, return_numpy=True)
     else:
-        with open(path, "rb") as f:
-            try:
-                state = _RestrictedUnpickler(f, path).load()
-            except UnsafePickleError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a damaged file: one clear line
-                raise UserError(f"not a readable .pdparams pickle ({type(e).__name__}: {e})", file=path) from None
+        state = restricted_unpickle(path, kind=".pdparams pickle")
     if not isinstance(state, dict):
         raise UserError(f"expected a state dict, got {type(state).__name__}", file=path)
     out = {}
