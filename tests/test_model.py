@@ -304,3 +304,20 @@ def test_retrieval_loss_over_the_group_layout(tiny_config):
         model(**_pair_inputs(cfg, b=6), labels=_t([1, 0, 0, 0, 1, 0]))
     with pytest.raises(ValueError, match="1 for the first row"):
         model(**inputs, labels=_t([0, 1, 0, 0] * 2))
+
+
+def test_retrieval_head_uses_the_official_initialisers(tiny_config):
+    """match_fc as the official retrieval.py:105-113: Xavier-uniform weight (bound sqrt(6 / (fan_in + fan_out))) and
+    a bias from fluid's UniformInitializer defaults, U(-1, 1) - checked as distributions over fresh models."""
+    from scipy import stats
+
+    biases, weights = [], []
+    for seed in range(80):
+        paddle.seed(seed)
+        m = UnimoForRetrieval(tiny_config, negative_images=1, negative_captions=1)
+        biases.append(float(m.match_fc.bias.numpy()[0]))
+        weights.append(m.match_fc.weight.numpy().ravel())
+    assert stats.kstest(biases, stats.uniform(loc=-1.0, scale=2.0).cdf).pvalue > 1e-3
+    bound = float(np.sqrt(6.0 / (tiny_config.hidden_size + 1)))
+    w = np.concatenate(weights)
+    assert stats.kstest(w, stats.uniform(loc=-bound, scale=2 * bound).cdf).pvalue > 1e-3

@@ -759,8 +759,11 @@ class UnimoForRetrieval(UnimoPretrainedModel):
         self.config, self.margin, self.scale = config, float(margin), float(scale)
         self.negative_images, self.negative_captions = negative_images, negative_captions
         self.unimo = UnimoModel(config)
+        # official initialisers (retrieval.py:105-113): weight Xavier, bias fluid's UniformInitializer with its
+        # defaults low=-1.0, high=1.0 (spec section 2, match_fc.b_0: "Xavier / Uniform init")
         self.match_fc = nn.Linear(config.hidden_size, 1, weight_attr=paddle.ParamAttr(
-            initializer=nn.initializer.XavierUniform()))
+            initializer=nn.initializer.XavierUniform()), bias_attr=paddle.ParamAttr(
+            initializer=nn.initializer.Uniform(low=-1.0, high=1.0)))
 
     @property
     def group_size(self) -> int:
