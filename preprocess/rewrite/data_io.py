@@ -188,6 +188,7 @@ class ResumableWriter:
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.done: set[str] = set()
+        self.done_order: list[str] = []  # caption ids of the lines already in the file, in file order
         self.truncated_bytes = 0
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -216,6 +217,7 @@ class ResumableWriter:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     raise InputError(f"{self.partial}:{lineno}: not a record of this tool; cannot resume") from None
                 self.done.add(str(cid))
+                self.done_order.append(str(cid))
                 good_end += len(raw)
         size = self.partial.stat().st_size
         if size > good_end:
@@ -244,6 +246,7 @@ class ResumableWriter:
 
 
 def write_json_atomic(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """The project's atomic JSON writer (:func:`unimo.utils.io.write_json_atomic`), indented by 2."""
+    from unimo.utils.io import write_json_atomic as _write
+
+    _write(path, obj, indent=2)

@@ -16,7 +16,12 @@ from .retrieval import DEFAULT_MAX_NNZ, CaptionIndex, CorpusIndex
 from .rewriter import KINDS, SceneGraphRewriter, rng_for
 from .scene_graph import get_parser
 from .translate import Translator, get_translator
+from .saved_index import index_options, load_index
 from .vocab import VGVocab
+from unimo.utils.io import atomic_write
+from unimo.utils.shards import PARTITION_RULE, find_shards, shard_of, shard_output
+
+POSITIONS_SUFFIX = ".positions.npy"  # a shard's input position of each output line, for the merge
 
 # Options that change the content of a record: a resumed run must use the same values.
 _CONTENT_OPTIONS = ("positives", "negatives", "retrieval_negatives", "parser", "vocab_dir", "paraphrases",
@@ -47,6 +52,8 @@ class RewriteConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    shard: tuple[int, int] | None = None  # (I, N): only the pairs of images in shard I, into OUTPUT/shard-I-of-N.jsonl
+    index: str | None = None  # a saved pairs + TF-IDF index (python -m preprocess.rewrite index) instead of --pairs
 
     def validate(self) -> None:
         for name in ("positives", "negatives", "retrieval_negatives", "related"):
@@ -147,13 +154,20 @@ def run(cfg: RewriteConfig) -> dict:
         vocab = VGVocab.from_dir(cfg.vocab_dir)
         # built before the workers fork: they share it (and a missing sng install fails here, not in a worker)
         rewriter = SceneGraphRewriter(vocab, get_parser(cfg.parser, vocab))
-    pairs, report = read_pairs(cfg.pairs, cfg.skip_bad, cfg.karpathy_splits)
+    index = None
+    if cfg.index:
+        pairs, report, index, _ = load_index(cfg.index, index_options(cfg.tfidf_max_df, cfg.karpathy_splits,
+                                                                      cfg.skip_bad))
+    else:
+        pairs, report = read_pairs(cfg.pairs, cfg.skip_bad, cfg.karpathy_splits)
     corpus, corpus_blank = None, 0
     if cfg.corpus and cfg.related > 0:
         docs, corpus_blank = read_corpus(cfg.corpus)
         corpus = CorpusIndex(docs)
 
-    out = Path(cfg.output)
+    if cfg.shard is not None and Path(cfg.output).is_file():
+        raise InputError(f"{cfg.output}: is a file; with --num-shards, --output names the directory of shard files")
+    out = shard_output(cfg.output, cfg.shard, ".jsonl")
     meta_path = out.with_name(out.name + ".options.json")
     writer = ResumableWriter(out, cfg.resume, cfg.overwrite)
     if cfg.resume and meta_path.exists() and writer.done:
@@ -165,9 +179,24 @@ def run(cfg: RewriteConfig) -> dict:
                              f"{', '.join(diff)}")
     write_json_atomic(meta_path, _options(cfg))
 
-    todo = np.array([k for k, p in enumerate(pairs) if p.caption_id not in writer.done], dtype=np.int64)
-    index = CaptionIndex.build([p.image_id for p in pairs], [p.caption for p in pairs],
-                               tfidf=cfg.retrieval_negatives > 0 and len(todo) > 0, max_df=cfg.tfidf_max_df)
+    if cfg.shard is None:
+        mine = range(len(pairs))
+    else:  # every shard reads all pairs (the TF-IDF index is over all captions) and answers its own queries
+        shard_id, num_shards = cfg.shard
+        mine = [k for k, p in enumerate(pairs) if shard_of(p.image_id, num_shards) == shard_id]
+    todo = np.array([k for k in mine if pairs[k].caption_id not in writer.done], dtype=np.int64)
+    if index is None:
+        index = CaptionIndex.build([p.image_id for p in pairs], [p.caption for p in pairs],
+                                   tfidf=cfg.retrieval_negatives > 0 and len(todo) > 0, max_df=cfg.tfidf_max_df)
+    if cfg.shard is not None:
+        position = {p.caption_id: k for k, p in enumerate(pairs)}
+        unknown = [c for c in writer.done_order if c not in position]
+        if unknown:
+            writer.close()
+            raise InputError(f"{writer.partial}: caption_id {unknown[0]!r} is not in the input any more; a shard "
+                             "can only be resumed with the same pairs")
+        positions = np.array([position[c] for c in writer.done_order] + todo.tolist(), dtype=np.int64)
+        del position
     _STATE = _State(cfg, pairs, index, translator, corpus, rewriter)
     chunks = [todo[i:i + cfg.chunk_size] for i in range(0, len(todo), cfg.chunk_size)]
     stats: Counter = Counter()
@@ -177,6 +206,9 @@ def run(cfg: RewriteConfig) -> dict:
                 writer.write_lines(lines)
                 stats.update(st)
                 bar.update(n)
+        if cfg.shard is not None:  # before the output appears: merge finds a complete shard or none
+            with atomic_write(out.with_name(out.name + POSITIONS_SUFFIX), "wb") as fh:
+                np.save(fh, positions)
         writer.finish()
     finally:
         writer.close()
@@ -185,7 +217,10 @@ def run(cfg: RewriteConfig) -> dict:
         "output": str(out),
         "pairs_total": len(pairs),
         "pairs_written": int(len(todo)),
-        "pairs_resumed": len(pairs) - int(len(todo)),
+        "pairs_resumed": len(mine) - int(len(todo)),
+        **({} if cfg.shard is None else {"shard": cfg.shard[0], "num_shards": cfg.shard[1],
+                                          "partition": PARTITION_RULE, "pairs_other_shards": len(pairs) - len(mine)}),
+        "index": cfg.index,
         "truncated_tail_bytes_dropped": writer.truncated_bytes,
         "bad_input_skipped": report.bad,
         "bad_input_examples": report.examples,
@@ -201,5 +236,75 @@ def run(cfg: RewriteConfig) -> dict:
         "seconds": round(time.time() - t0, 3),
         "options": _options(cfg),
     }
+    write_json_atomic(out.with_name(out.name + ".summary.json"), summary)
+    return summary
+
+
+def merge_shards(input_dir: str, output: str, overwrite: bool = False, progress: bool = True) -> dict:
+    """One JSONL from the shard files of ``input_dir`` (``shard-IIIII-of-NNNNN.jsonl``, all N of one run), lines
+    in the order of the unsharded run: byte for byte its output. Options must be the same in every shard."""
+    t0 = time.time()
+    try:
+        files = find_shards(input_dir, ".jsonl")
+    except Exception as exc:  # UserError: missing shards, mixed runs
+        raise InputError(str(exc)) from None
+    out = Path(output)
+    if (out.exists() or out.with_name(out.name + ".partial").exists()) and not overwrite:
+        raise InputError(f"{out}: exists; pass --overwrite to replace it")
+    options, positions, summaries = None, [], []
+    for f in files:
+        opts_path = f.with_name(f.name + ".options.json")
+        pos_path = f.with_name(f.name + POSITIONS_SUFFIX)
+        sum_path = f.with_name(f.name + ".summary.json")
+        for extra in (opts_path, pos_path, sum_path):
+            if not extra.is_file():
+                raise InputError(f"{extra}: missing; the shard {f.name} is not a finished shard of a sharded run")
+        opts = json.loads(opts_path.read_text(encoding="utf-8"))
+        if options is None:
+            options, first = opts, f
+        elif opts != options:
+            diff = sorted(k for k in set(opts) | set(options) if opts.get(k) != options.get(k))
+            raise InputError(f"{f}: made with other options than {first.name}: {', '.join(diff)}")
+        positions.append(np.load(pos_path))
+        summaries.append(json.loads(sum_path.read_text(encoding="utf-8")))
+        if np.any(np.diff(positions[-1]) <= 0):
+            raise InputError(f"{pos_path}: lines are not in input order (a shard extended by --resume with new "
+                             "pairs); rerun that shard with --overwrite")
+    totals = {s_["pairs_total"] for s_ in summaries}
+    if len(totals) != 1:
+        raise InputError(f"{input_dir}: shards read different inputs (pairs_total {sorted(totals)})")
+    owner = np.full(totals.pop(), -1, dtype=np.int64)
+    for i, pos in enumerate(positions):
+        if len(pos) and (pos.min() < 0 or pos.max() >= len(owner)):
+            raise InputError(f"{files[i]}: positions beyond the {len(owner)} input pairs")
+        clash = pos[owner[pos] >= 0]
+        if len(clash):
+            raise InputError(f"pair {int(clash[0])} of the input is in two shards: {files[int(owner[clash[0]])]} "
+                             f"and {files[i]}")
+        owner[pos] = i
+    if (owner < 0).any():
+        raise InputError(f"{input_dir}: the shards hold {int((owner >= 0).sum())} of {len(owner)} pairs "
+                         f"(first missing: pair {int(np.flatnonzero(owner < 0)[0])})")
+    handles = [f.open("rb") for f in files]
+    try:
+        with atomic_write(out, "wb") as dst:
+            for i in tqdm(owner.tolist(), desc="merge", unit="pair", disable=not progress):
+                line = handles[i].readline()
+                if not line.endswith(b"\n"):
+                    raise InputError(f"{files[i]}: fewer lines than its {POSITIONS_SUFFIX}")
+                dst.write(line)
+            for f, h in zip(files, handles):
+                if h.readline():
+                    raise InputError(f"{f}: more lines than its {POSITIONS_SUFFIX}")
+    finally:
+        for h in handles:
+            h.close()
+    write_json_atomic(out.with_name(out.name + ".options.json"), options)
+    summary = {"output": str(out), "input": str(input_dir), "shards": len(files), "pairs_written": len(owner),
+               "negatives": {k: sum(s_["negatives"].get(k, 0) for s_ in summaries) for k in summaries[0]["negatives"]},
+               "positives": sum(s_["positives"] for s_ in summaries),
+               "related_texts": sum(s_["related_texts"] for s_ in summaries),
+               "shard_seconds": [s_["seconds"] for s_ in summaries], "seconds": round(time.time() - t0, 3),
+               "options": options}
     write_json_atomic(out.with_name(out.name + ".summary.json"), summary)
     return summary

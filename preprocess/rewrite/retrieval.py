@@ -121,14 +121,23 @@ class CaptionIndex:
                 i = img_of[img] = len(img_of)
             pair_image[p] = i
         del doc_of
+        index = cls.from_parts(texts, list(img_of), pair_doc, pair_image)
+        if tfidf:
+            index.fit(max_df)
+        return index
+
+    @classmethod
+    def from_parts(cls, texts: list[str], image_ids: list[str], pair_doc: np.ndarray, pair_image: np.ndarray,
+                   X: sp.csr_matrix | None = None) -> "CaptionIndex":
+        """The index from its stored parts (a saved index, :mod:`.saved_index`); ``X`` the fitted TF-IDF rows."""
         # Both maps as sorted unique arrays, built with numpy (no per-pair Python sets at 10M pairs).
         links = np.unique(np.stack([pair_image, pair_doc], 1), axis=0)
         image_docs = np.split(links[:, 1], np.flatnonzero(np.diff(links[:, 0])) + 1)
         by_doc = links[np.lexsort((links[:, 0], links[:, 1]))]
         doc_images = np.split(by_doc[:, 0], np.flatnonzero(np.diff(by_doc[:, 1])) + 1)
-        index = cls(texts, list(img_of), doc_images, image_docs, pair_doc, pair_image)
-        if tfidf:
-            index.fit(max_df)
+        index = cls(texts, image_ids, doc_images, image_docs, pair_doc, pair_image)
+        if X is not None:
+            index._set_matrix(X)
         return index
 
     def fit(self, max_df: float | int = 1.0) -> None:
@@ -137,6 +146,10 @@ class CaptionIndex:
             self.X = vec.fit_transform(self.texts).tocsr()
         except ValueError as exc:  # every caption made only of stop words
             raise ValueError(f"TF-IDF retrieval impossible: {exc}") from exc
+        self._set_matrix(self.X)
+
+    def _set_matrix(self, X: sp.csr_matrix) -> None:
+        self.X = X
         self.DT = self.X.T.tocsr()
         self.df = np.diff(self.DT.indptr).astype(np.int64)
 
