@@ -316,14 +316,14 @@ def test_errors_name_the_problem(models, store, world, tmp_path, capsys):
     broken.mkdir()
     (broken / "model_config.json").write_text(Path(models["ve"], "model_config.json").read_text())
     err = _cli_error(["ve", "--model", str(broken), "--all", "--hypothesis", "x", *base], capsys)
-    assert "no model_state.pdparams" in err
+    assert "no model.safetensors or model_state.pdparams" in err
     # a backbone checkpoint without a recorded architecture: the head weights are missing
     bare = tmp_path / "bare"
     bare.mkdir()
     cfg = json.loads(Path(models["backbone"], "model_config.json").read_text())
     cfg.pop("architecture")
     (bare / "model_config.json").write_text(json.dumps(cfg))
-    os.link(Path(models["backbone"], "model_state.pdparams"), bare / "model_state.pdparams")
+    os.link(Path(models["backbone"], "model.safetensors"), bare / "model.safetensors")
     err = _cli_error(["ve", "--model", str(bare), "--all", "--hypothesis", "x", *base], capsys)
     assert "lacks 4 weight(s) of UnimoForVisualEntailment" in err
     err = _cli_error(["vqa", "--model", models["vqa"], "--answer-vocab", str(tmp_path / "v.json"), "--all",
@@ -360,6 +360,55 @@ def test_bad_query_lines_fail_or_are_skipped(models, store, tmp_path, capsys):
     assert summary["skipped"] == {"empty_text": 1, "bad_json": 1, "unknown_image": 1}
     assert summary["records"] == 1 and [r["question"] for r in _rows(out)] == ["What shape is red?"]
     assert any(f"{q}:3:" in m for m in summary["skip_messages"])
+
+
+def test_unreadable_images_fail_or_are_skipped(models, world, tmp_path, capsys):
+    """--images with a file OpenCV cannot decode: one error line naming it (exit 2, nothing written), or with
+    --skip-bad the image is left out and counted, and the other captions equal those of a clean folder."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in ("2", "5"):
+        os.link(world / "images" / f"demo_{int(i):012d}.jpg", images / f"demo_{int(i):012d}.jpg")
+    (images / "demo_000000000007.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "c.jsonl"
+    argv = ["caption", "--model", models["caption"], *DECODE, "--no-progress", "--images", str(images),
+            "--image-id-regex", r"(\d+)$", "--all", "--output", str(out)]
+    err = _cli_error(argv, capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == [f"error: {images / 'demo_000000000007.jpg'}: not a decodable image (empty, truncated or not an "
+                     "image format OpenCV reads)"], err
+    assert not out.exists()
+    summary = _cli([*argv, "--skip-bad"], capsys)
+    assert summary["skipped"] == {"unreadable_image": 1} and summary["records"] == 2
+    assert summary["skip_messages"] == [lines[0][len("error: "):]]
+    (images / "demo_000000000007.jpg").unlink()
+    clean = _cli([*argv[:-1], str(tmp_path / "clean.jsonl")], capsys)
+    assert clean["records"] == 2 and _rows(out) == _rows(tmp_path / "clean.jsonl")
+
+
+def test_crafted_pickle_checkpoint_is_refused_by_the_cli(models, store, tmp_path):
+    """A shared "fine-tuned model" whose model_state.pdparams runs a command when unpickled: the CLI refuses it
+    (exit 2, one line naming the file and the global) and the command never runs."""
+    import pickle
+
+    from test_checkpoint_safety import Exploit
+
+    bad = tmp_path / "shared_model"
+    bad.mkdir()
+    (bad / "model_config.json").write_text(Path(models["ve"], "model_config.json").read_text())
+    marker = tmp_path / "pwned"
+    with open(bad / "model_state.pdparams", "wb") as f:
+        pickle.dump({"w": Exploit(str(marker))}, f)
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "unimo.predict", "ve", "--model", str(bad), "--features", store,
+                           "--image-id", "7", "--hypothesis", "x", "--output", str(tmp_path / "o.jsonl"),
+                           "--no-progress"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: {bad / 'model_state.pdparams'}: refused to load: the pickle needs the global "
+                      "posix.system, which is not a numpy array type (a checkpoint holds only arrays) (load it only "
+                      "if you trust its source: trust_pickle=True / --trust-pickle)"], proc.stderr[-2000:]
+    assert not marker.exists() and not (tmp_path / "o.jsonl").exists()
 
 
 def test_module_entry_point(models, store, tmp_path):

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from ..registry import get_spec, get_task_class, task_names
 from ..finetune.tasks.multimodal import VisualEntailmentTask
 from ..model.configuration import CONFIG_NAME, UnimoConfig
-from ..model.modeling import (WEIGHTS_NAME, UnimoForGeneration, UnimoForRetrieval, UnimoForVisualEntailment,
-                              UnimoForVQA, UnimoPretrainedModel)
+from ..model.modeling import (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, UnimoForGeneration, UnimoForRetrieval,
+                              UnimoForVisualEntailment, UnimoForVQA, UnimoPretrainedModel, find_weights)
 from ..reader.features import FeatureStore
 from ..reader.image_batch import ImageBatcher
 from ..tokenizer import BPE_FILE, ENCODER_FILE, VOCAB_FILE, UnimoTokenizer
@@ -43,14 +43,17 @@ ARCHITECTURE_COMMAND = {spec.model_class: spec.predict_command for spec in map(g
 
 
 # ------------------------------------------------------------------------------------------------ loading helpers
-def load_task_model(model_dir: str, model_cls: type, command: str) -> UnimoPretrainedModel:
-    """``model_cls.from_pretrained(model_dir)`` in eval mode, refusing folders of another task's model."""
+def load_task_model(model_dir: str, model_cls: type, command: str, trust_pickle: bool = False
+                    ) -> UnimoPretrainedModel:
+    """``model_cls.from_pretrained(model_dir)`` in eval mode, refusing folders of another task's model. A
+    ``model_state.pdparams`` is read through the restricted unpickler unless ``trust_pickle``."""
     if not os.path.isdir(model_dir):
         raise ModelLoadError(f"model directory not found: {model_dir}")
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if not os.path.isfile(os.path.join(model_dir, name)):
-            raise ModelLoadError(f"{model_dir}: no {name} (expected a folder written by save_pretrained, such as "
-                                 "<output_dir>/best of a fine-tuning run)")
+    hint = "expected a folder written by save_pretrained, such as <output_dir>/best of a fine-tuning run"
+    if not os.path.isfile(os.path.join(model_dir, CONFIG_NAME)):
+        raise ModelLoadError(f"{model_dir}: no {CONFIG_NAME} ({hint})")
+    if find_weights(model_dir) is None:
+        raise ModelLoadError(f"{model_dir}: no {SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME} ({hint})")
     try:
         config = UnimoConfig.from_pretrained(model_dir)
     except ValueError as exc:
@@ -61,7 +64,7 @@ def load_task_model(model_dir: str, model_cls: type, command: str) -> UnimoPretr
         hint = f"; use `python -m unimo.predict {other}`" if other else ""
         raise ModelLoadError(f"{model_dir} holds a {arch} model (architecture in {CONFIG_NAME}), but `{command}` "
                              f"needs a fine-tuned {model_cls.__name__}{hint}")
-    model = model_cls.from_pretrained(model_dir, config=config)
+    model = model_cls.from_pretrained(model_dir, config=config, trust_pickle=trust_pickle)
     missing = model.load_report.missing
     if missing:  # e.g. a pre-trained backbone without the task head: predictions would be random
         raise ModelLoadError(f"{model_dir}: the checkpoint lacks {len(missing)} weight(s) of {model_cls.__name__} "
@@ -262,12 +265,14 @@ class _Predictor:
                         config: str | Mapping[str, Any] | None = None, backend: str = "classic",
                         image_id_regex: str | None = None, recursive: bool = False,
                         extractor_options: Mapping[str, Any] | None = None, batch_size: int | None = None,
-                        max_img_len: int | None = None, progress: bool = True, **settings: Any) -> "_Predictor":
+                        max_img_len: int | None = None, progress: bool = True, trust_pickle: bool = False,
+                        **settings: Any) -> "_Predictor":
         """Load a fine-tuned model folder (``save_pretrained`` layout) with a feature store (``features``) or an
         image folder (``images``, extracted on first use with ``backend``). ``config`` is the training YAML (or a
         dict) whose settings (max_img_len, decoding, ...) apply; ``settings`` override single task settings
-        (e.g. ``beam_size=3``)."""
-        model = load_task_model(model_dir, cls.model_class, cls.command)
+        (e.g. ``beam_size=3``). ``trust_pickle``: read a ``model_state.pdparams`` with Paddle's unrestricted
+        loader (only for checkpoints from a trusted source; ``model.safetensors`` needs nothing)."""
+        model = load_task_model(model_dir, cls.model_class, cls.command, trust_pickle=trust_pickle)
         task_config = load_task_config(config)
         tokenizer = UnimoTokenizer.from_pretrained(resolve_vocab_dir(vocab_dir, model_dir),
                                                    do_lower_case=bool(task_config.get("do_lower_case", False)))

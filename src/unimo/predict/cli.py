@@ -20,8 +20,12 @@ Output: JSON lines, written to a temporary name and renamed at the end --
 caption ``{"image_id", "caption"}``; vqa ``{"question_id"?, "image_id", "question", "answer", "score",
 "top_answers"}``; ve ``{"pair_id"?, "image_id", "hypothesis", "label", "probs"}``; retrieve ``{"direction",
 "query", "results": [{"image_id"|"caption", "score"}]}``. The last stdout line is a JSON summary. Errors (unknown
-image id, missing model files, another task's model, bad query lines) exit with status 2 and a message naming the
-file, line and field; ``--skip-bad`` skips bad query lines and unknown image ids instead and counts them.
+image id, unreadable image file, missing model files, another task's model, bad query lines) exit with status 2
+and one line ``error: <file>[:<line>]: <what>``; ``--skip-bad`` skips bad query lines, unknown image ids and
+unreadable images instead and counts them by reason in the summary. An internal error exits with status 1.
+
+Weights: ``model.safetensors`` is read as data; a ``model_state.pdparams`` (earlier releases, PaddleNLP) through a
+restricted unpickler that refuses anything but arrays, unless ``--trust-pickle`` (only for a trusted source).
 """
 from __future__ import annotations
 
@@ -29,13 +33,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
 import unimo  # noqa: F401  (CPU environment before paddle)
 
+from ..utils.cli import HelpFormatter
+from ..utils.errors import UserError
 from .errors import PredictError, UnknownImageError
 from .inputs import TextQuery, read_image_ids, read_text_queries
 
@@ -43,6 +48,9 @@ from .inputs import TextQuery, read_image_ids, read_text_queries
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, help="save_pretrained folder of the fine-tuned task model")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="read a model_state.pdparams with Paddle's unrestricted loader, which can run code: only for "
+                        "checkpoints from a trusted source (default: refuse anything but arrays)")
     g.add_argument("--vocab-dir", default=None,
                    help="tokenizer dictionary (default: the model folder, else model_files/dict)")
     g.add_argument("--config", default=None, help="training YAML whose task settings apply (optional)")
@@ -51,8 +59,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="image rows incl. the global one (default: --config's, else the model config's)")
     g = p.add_argument_group("images")
     src = g.add_mutually_exclusive_group()
-    src.add_argument("--features", default=None, help="feature store (python -m preprocess.features / "
-                                                      "preprocess.extract_features)")
+    src.add_argument("--features", "--feature-store", default=None,
+                     help="feature store (python -m preprocess.features / preprocess.extract_features)")
     src.add_argument("--images", default=None, help="folder of images; regions are extracted on the fly")
     g.add_argument("--backend", default="classic", help="extractor backend for --images (classic, grid)")
     g.add_argument("--weights", default=None, help="grid backend: paddle.vision ResNet state dict")
@@ -73,38 +81,43 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--output", required=True, help="JSON lines file to write")
     g.add_argument("--skip-bad", action="store_true",
-                   help="skip (and count) bad query lines and unknown image ids instead of failing")
-    g.add_argument("--no-progress", action="store_true")
+                   help="skip (and count) bad query lines, unknown image ids and unreadable images instead of "
+                        "failing")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m unimo.predict", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                     formatter_class=HelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("caption", help="caption images (UnimoForGeneration)")
+    p = sub.add_parser("caption", help="caption images (UnimoForGeneration)", formatter_class=HelpFormatter)
     _common(p)
-    p.add_argument("--beam-size", type=int, default=None)
-    p.add_argument("--max-out-len", type=int, default=None)
-    p.add_argument("--min-out-len", type=int, default=None)
-    p.add_argument("--length-penalty", type=float, default=None)
-    p.add_argument("--trigram-blocking", action="store_true", default=None)
-    p = sub.add_parser("vqa", help="answer questions about images (UnimoForVQA)")
+    task_default = "None = --config's value, else the caption task's default"
+    p.add_argument("--beam-size", type=int, default=None, help=f"beam width ({task_default})")
+    p.add_argument("--max-out-len", type=int, default=None, help=f"longest caption in tokens ({task_default})")
+    p.add_argument("--min-out-len", type=int, default=None, help=f"shortest caption in tokens ({task_default})")
+    p.add_argument("--length-penalty", type=float, default=None, help=f"beam length penalty ({task_default})")
+    p.add_argument("--trigram-blocking", action="store_true", default=None,
+                   help=f"forbid repeated trigrams ({task_default})")
+    p = sub.add_parser("vqa", help="answer questions about images (UnimoForVQA)", formatter_class=HelpFormatter)
     _common(p)
     p.add_argument("--question", action="append", default=None, help="a question asked of every selected image")
     p.add_argument("--questions", default=None, help="question file (.txt lines or JSON lines)")
     p.add_argument("--answer-vocab", default=None,
                    help="answer_vocab.json (default: <model>/answer_vocab.json, else --config's answer_vocab)")
     p.add_argument("--top-k", type=int, default=5, help="answers listed in top_answers")
-    p = sub.add_parser("ve", help="visual entailment (UnimoForVisualEntailment)")
+    p = sub.add_parser("ve", help="visual entailment (UnimoForVisualEntailment)", formatter_class=HelpFormatter)
     _common(p)
     p.add_argument("--hypothesis", action="append", default=None, help="a hypothesis tested on every image")
     p.add_argument("--hypotheses", default=None, help="hypothesis file (.txt lines or JSON lines)")
-    p = sub.add_parser("retrieve", help="rank images for captions and captions for images (UnimoForRetrieval)")
+    p = sub.add_parser("retrieve", help="rank images for captions and captions for images (UnimoForRetrieval)",
+                       formatter_class=HelpFormatter)
     _common(p)
     p.add_argument("--caption", action="append", default=None, help="a caption (repeatable)")
     p.add_argument("--captions", default=None, help="caption file (.txt lines or JSON lines)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--direction", default="both", choices=["both", "text_to_image", "image_to_text"])
+    p.add_argument("--top-k", type=int, default=5, help="results listed per query")
+    p.add_argument("--direction", default="both", choices=["both", "text_to_image", "image_to_text"],
+                   help="text_to_image ranks images per caption, image_to_text captions per image")
     return parser
 
 
@@ -125,7 +138,8 @@ def _predictor(args: argparse.Namespace):
     return cls.from_pretrained(args.model, features=args.features, images=args.images, vocab_dir=args.vocab_dir,
                                config=args.config, backend=args.backend, image_id_regex=args.image_id_regex,
                                recursive=args.recursive, extractor_options=extractor, batch_size=args.batch_size,
-                               max_img_len=args.max_img_len, progress=not args.no_progress, **settings)
+                               max_img_len=args.max_img_len, progress=not args.no_progress,
+                               trust_pickle=args.trust_pickle, **settings)
 
 
 def _selected_images(args: argparse.Namespace, predictor) -> list[str]:
@@ -139,15 +153,26 @@ def _selected_images(args: argparse.Namespace, predictor) -> list[str]:
     return list(ids)
 
 
-def _drop_unknown(args: argparse.Namespace, predictor, image_ids: Iterable[str]) -> set[str]:
-    """Unknown ids: an error, or with --skip-bad the set to leave out (counted per dropped item by the caller)."""
+def _drop_unusable(args: argparse.Namespace, predictor, image_ids: Iterable[str], messages: list[str]
+                   ) -> dict[str, str]:
+    """Image ids the run cannot use, as {id: skip reason} to leave out (counted per dropped item by the caller):
+    unknown ids, and images of an image folder that cannot be decoded (read here, before the model runs). Without
+    --skip-bad either is an error."""
     unique = list(dict.fromkeys(image_ids))
     unknown = [i for i in unique if i not in predictor.features]
     if unknown and not args.skip_bad:
         from .api import describe_source
 
         raise UnknownImageError(unknown, describe_source(predictor.features), len(unique))
-    return set(unknown)
+    drop = dict.fromkeys(unknown, "unknown_image")
+    if args.skip_bad and hasattr(predictor.features, "prepare"):  # an image folder: decode (and extract) now
+        known = [i for i in unique if i not in drop]
+        predictor.features.prepare(known, progress=not args.no_progress, skip_bad=True)
+        for i in known:
+            if i in predictor.features.unreadable:
+                drop[i] = "unreadable_image"
+                messages.append(f"{predictor.features.paths[i]}: {predictor.features.unreadable[i]}")
+    return drop
 
 
 def _text_items(args: argparse.Namespace, predictor, single: Sequence[str] | None, file: str | None, field: str,
@@ -171,11 +196,11 @@ def _text_items(args: argparse.Namespace, predictor, single: Sequence[str] | Non
                                "--image-id ID or --all")
         else:
             items += [(i, q.text, q.query_id) for i in selected]
-    drop = _drop_unknown(args, predictor, (i for i, _, _ in items))
-    if drop:
-        skipped["unknown_image"] += sum(i in drop for i, _, _ in items)
-        items = [it for it in items if it[0] not in drop]
-    return items
+    drop = _drop_unusable(args, predictor, (i for i, _, _ in items), messages)
+    for i, _, _ in items:
+        if i in drop:
+            skipped[drop[i]] += 1
+    return [it for it in items if it[0] not in drop]
 
 
 def _run(args: argparse.Namespace, predictor, skipped: Counter, messages: list[str]) -> tuple[list[dict], int]:
@@ -185,9 +210,8 @@ def _run(args: argparse.Namespace, predictor, skipped: Counter, messages: list[s
         ids = _selected_images(args, predictor)
         if not ids:
             raise PredictError("no images: give --image-ids FILE, --image-id ID or --all")
-        drop = _drop_unknown(args, predictor, ids)
-        if drop:
-            skipped["unknown_image"] += len(drop)
+        drop = _drop_unusable(args, predictor, ids, messages)
+        skipped.update(drop.values())
         ids = [i for i in ids if i not in drop]
         captions = predictor.generate(ids) if ids else {}
         return [{"image_id": i, "caption": c} for i, c in captions.items()], len(ids)
@@ -225,9 +249,8 @@ def _run(args: argparse.Namespace, predictor, skipped: Counter, messages: list[s
     ids = _selected_images(args, predictor)
     if not ids:
         raise PredictError("no candidate images: give --image-ids FILE, --image-id ID or --all")
-    drop = _drop_unknown(args, predictor, ids)
-    if drop:
-        skipped["unknown_image"] += len(drop)
+    drop = _drop_unusable(args, predictor, ids, messages)
+    skipped.update(drop.values())
     ids = [i for i in ids if i not in drop]
     if not ids:
         return [], 0
@@ -238,19 +261,13 @@ def _run(args: argparse.Namespace, predictor, skipped: Counter, messages: list[s
 
 
 def write_jsonl(path: str, rows: Sequence[dict]) -> None:
-    """Write atomically: a temporary file in the same folder, renamed at the end."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write atomically (:func:`unimo.utils.io.atomic_write`: a temporary file renamed at the end)."""
+    from ..utils.io import atomic_write
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -263,8 +280,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         predictor = _predictor(args)
         rows, n_images = _run(args, predictor, skipped, messages)
         write_jsonl(args.output, rows)
-    except (PredictError, OSError, ValueError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (PredictError, UserError, OSError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)  # bad input (a bug's traceback exits 1)
         raise SystemExit(2) from None
     finally:
         if predictor is not None:

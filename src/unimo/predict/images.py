@@ -77,6 +77,7 @@ class ImageFolderFeatures:
         self._tmp = tempfile.mkdtemp(prefix="unimo-predict-features-", dir=work_dir)
         self._stores: list[FeatureStore] = []
         self._where: dict[str, FeatureStore] = {}
+        self.unreadable: dict[str, str] = {}  # image id -> the read error, for images skipped by prepare(skip_bad)
 
     # -- the FeatureStore-like interface ImageBatcher uses ---------------------------------------------------
     @property
@@ -110,33 +111,48 @@ class ImageFolderFeatures:
         """Number of images extracted so far."""
         return len(self._where)
 
-    def prepare(self, image_ids: Iterable[str], progress: bool = True) -> int:
-        """Extract the images of ``image_ids`` not extracted yet (one new store); returns how many were new."""
+    def prepare(self, image_ids: Iterable[str], progress: bool = True, skip_bad: bool = False) -> int:
+        """Extract the images of ``image_ids`` not extracted yet (one new store); returns how many were new. An
+        image OpenCV cannot decode raises ``ImageReadError`` naming the file, or with ``skip_bad`` is left out and
+        recorded in :attr:`unreadable` (it then stays unavailable: reading it raises the same error)."""
         if self._tmp is None:
             raise PredictError(f"{self!r} is closed")
         todo = [i for i in dict.fromkeys(str(i) for i in image_ids) if i not in self._where]
+        for image_id in todo:
+            if image_id in self.unreadable:
+                raise self._ef.ImageReadError(self.paths[image_id], "unreadable", self.unreadable[image_id])
         missing = [i for i in todo if i not in self.paths]
         if missing:
             raise UnknownImageError(missing, f"image folder {self.images_dir}", len(todo))
         if not todo:
             return 0
         path = os.path.join(self._tmp, f"store_{len(self._stores)}")
+        done = []
         with FeatureStoreWriter(path, feature_dim=self.extractor.feature_dim,
                                 num_classes=self.extractor.num_classes) as writer:
             for image_id in tqdm(todo, desc=f"extract[{self.backend}]", unit="img", disable=not progress,
                                  file=sys.stderr):
-                file = self.paths[image_id]
-                image = self._ef.read_image(file)  # raises naming the file when OpenCV cannot decode it
+                try:
+                    image = self._ef.read_image(self.paths[image_id])  # raises naming the file
+                except self._ef.ImageReadError as exc:
+                    if not skip_bad:
+                        raise
+                    self.unreadable[image_id] = exc.message
+                    continue
+                done.append(image_id)
                 regions = self.extractor.extract(image)
                 h, w = image.shape[:2]
                 # the same record preprocess.extract_features writes
                 writer.add(RegionFeatures(image_id, w, h, regions.boxes, regions.features, cls_prob=regions.cls_prob,
                                           obj_conf=regions.obj_conf))
+        if not done:  # every image unreadable (skipped): no store
+            shutil.rmtree(path, ignore_errors=True)
+            return 0
         store = FeatureStore.open(path)
         self._stores.append(store)
-        for image_id in todo:
+        for image_id in done:
             self._where[image_id] = store
-        return len(todo)
+        return len(done)
 
     def close(self) -> None:
         """Delete the temporary stores."""
