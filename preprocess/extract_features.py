@@ -42,7 +42,8 @@ from unimo.reader.feature_store import check_store_destination
 from unimo.reader.features import FeatureStoreWriter, RegionFeatures
 from unimo.utils.errors import DataError, UserError, run_cli
 from unimo.utils.io import atomic_write
-from unimo.utils.shards import PARTITION_RULE, add_shard_arguments, check_shard_arguments, shard_of, shard_output
+from unimo.utils.shards import (PARTITION_RULE, add_distributor_arguments, add_shard_arguments,
+                                check_shard_arguments, ray_shards, run_shards_with_ray, shard_of, shard_output)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None,
                    help="only the first N images, sorted by path (default: %(default)s = all)")
     add_shard_arguments(p)
+    add_distributor_arguments(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip and count unreadable images (default: the first one is an error)")
     p.add_argument("--overwrite", action="store_true",
@@ -239,17 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(argv: Sequence[str] | None) -> dict:
     args = build_parser().parse_args(argv)
-    shard = check_shard_arguments(args.num_shards, args.shard)
     extra = {k: v for k, v in (("conf_thresh", args.conf_thresh), ("arch", args.arch), ("grid_size", args.grid_size),
                                ("input_size", args.input_size)) if v is not None}
     if args.summary and os.path.isdir(args.summary):
         raise UserError("is a directory", file=args.summary, hint="--summary takes a file name")
-    summary = extract_directory(args.images, args.output, backend=args.backend, feature_dim=args.feature_dim,
-                                max_boxes=args.max_boxes, min_boxes=args.min_boxes, fp16=args.fp16,
-                                weights=args.weights, random_init=args.random_init, skip_bad=args.skip_bad,
-                                overwrite=args.overwrite, recursive=args.recursive,
-                                image_id_regex=args.image_id_regex, limit=args.limit,
-                                progress=not args.no_progress, shard=shard, **extra)
+    options = dict(images_dir=args.images, output=args.output, backend=args.backend, feature_dim=args.feature_dim,
+                   max_boxes=args.max_boxes, min_boxes=args.min_boxes, fp16=args.fp16, weights=args.weights,
+                   random_init=args.random_init, skip_bad=args.skip_bad, overwrite=args.overwrite,
+                   recursive=args.recursive, image_id_regex=args.image_id_regex, limit=args.limit, **extra)
+    shards = ray_shards(args.distributor, args.num_shards, args.shard)
+    if shards:
+        results = run_shards_with_ray("preprocess.extract_features", "extract_directory",
+                                      [dict(options, shard=s, progress=False) for s in shards], args.ray_address)
+        summary = {"distributor": "ray", "output": str(args.output), "num_shards": len(shards),
+                   "images_written": sum(r["images_written"] for r in results), "shards": results}
+    else:
+        summary = extract_directory(**options, progress=not args.no_progress,
+                                    shard=check_shard_arguments(args.num_shards, args.shard))
     text = json.dumps(summary)
     if args.summary:
         with atomic_write(args.summary) as fh:

@@ -34,8 +34,8 @@ from unimo.reader.feature_store import (ShardedFeatureStore, check_store_destina
 from unimo.reader.features import (FORMATS, FeatureFormatError, FeatureStore, FeatureStoreWriter, read_features)
 from unimo.utils.errors import UserError, run_cli
 from unimo.utils.io import write_json_atomic
-from unimo.utils.shards import (PARTITION_RULE, add_shard_arguments, check_shard_arguments, shard_of,
-                                shard_output)
+from unimo.utils.shards import (PARTITION_RULE, add_distributor_arguments, add_shard_arguments,
+                                check_shard_arguments, ray_shards, run_shards_with_ray, shard_of, shard_output)
 
 
 def _add(writer: FeatureStoreWriter, rec, skip_bad: bool, summary: dict, position: int | None = None) -> None:
@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regex applied to the id field (group 1 or whole match; digits are int-normalised; "
                         "default: the id as written, unimo-img2txt: int(id[9:]))")
     add_shard_arguments(c)
+    add_distributor_arguments(c)
     _json_arg(c)
     c.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on stderr)")
     m = sub.add_parser("merge", help="write one store from a sharded store (directory of shard stores or manifest)",
@@ -272,11 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "convert":
-        shard = check_shard_arguments(args.num_shards, args.shard)
-        result = convert(args.input, args.input_format, args.output, fp16=args.fp16, skip_bad=args.skip_bad,
-                         overwrite=args.overwrite, class_probs=not args.no_class_probs,
-                         feature_dim=args.feature_dim, image_id_regex=args.image_id_regex,
-                         progress=not args.no_progress, clip_boxes=args.clip_boxes, shard=shard)
+        options = dict(input_path=args.input, input_format=args.input_format, output=args.output, fp16=args.fp16,
+                       skip_bad=args.skip_bad, overwrite=args.overwrite, class_probs=not args.no_class_probs,
+                       feature_dim=args.feature_dim, image_id_regex=args.image_id_regex, clip_boxes=args.clip_boxes)
+        shards = ray_shards(args.distributor, args.num_shards, args.shard)
+        if shards:
+            results = run_shards_with_ray("preprocess.features", "convert",
+                                          [dict(options, shard=s, progress=False) for s in shards], args.ray_address)
+            result = {"distributor": "ray", "output": args.output, "num_shards": len(shards),
+                      "images": sum(r["images"] for r in results), "boxes": sum(r["boxes"] for r in results),
+                      "shards": results}
+        else:
+            result = convert(**options, progress=not args.no_progress,
+                             shard=check_shard_arguments(args.num_shards, args.shard))
     elif args.command == "merge":
         result = merge(args.input, args.output, overwrite=args.overwrite, progress=not args.no_progress)
     elif args.command == "manifest":

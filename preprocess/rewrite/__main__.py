@@ -14,13 +14,15 @@ the order of the unsharded run: byte for byte its output. Exit status: 0 ok, 2 b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from pathlib import Path
 
 from unimo.utils.errors import run_cli
-from unimo.utils.shards import add_shard_arguments, check_shard_arguments
+from unimo.utils.shards import (add_distributor_arguments, add_shard_arguments, check_shard_arguments,
+                                ray_shards, run_shards_with_ray)
 
 from .data_io import InputError, write_json_atomic
 from .pipeline import RewriteConfig, merge_shards, run
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue OUTPUT.partial (or extend OUTPUT)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     add_shard_arguments(p)
+    add_distributor_arguments(p)
     _json_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     return _with_defaults(p)
@@ -153,7 +156,8 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if (args.pairs is None) == (args.index is None):
         raise InputError("give the pairs as --input PAIRS, or a saved index as --index INDEX (one of them)")
-    shard = check_shard_arguments(args.num_shards, args.shard)
+    shards = ray_shards(args.distributor, args.num_shards, args.shard)
+    shard = None if shards else check_shard_arguments(args.num_shards, args.shard)
     cfg = RewriteConfig(
         pairs=args.pairs, output=args.output, positives=args.positives, negatives=args.negatives,
         retrieval_negatives=args.retrieval_negatives, parser=args.parser, vocab_dir=args.vocab_dir,
@@ -162,6 +166,12 @@ def _main(argv: list[str] | None) -> int:
         max_nnz=args.max_nnz, tfidf_max_df=args.tfidf_max_df, karpathy_splits=_splits(args.karpathy_splits),
         skip_bad=args.skip_bad, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
         shard=shard, index=args.index)
+    if shards:
+        results = run_shards_with_ray("preprocess.rewrite.pipeline", "run",
+                                      [{"cfg": dataclasses.replace(cfg, shard=s, progress=False)} for s in shards],
+                                      args.ray_address, cpus_per_task=args.workers)
+        return _emit({"distributor": "ray", "output": args.output, "num_shards": len(shards),
+                      "pairs_written": sum(r["pairs_written"] for r in results), "shards": results}, args.json)
     return _emit(run(cfg), args.json)
 
 

@@ -12,6 +12,7 @@ recognise (a missing shard is an error there, not a silently smaller data set).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import zlib
 from pathlib import Path
@@ -96,3 +97,70 @@ def find_shards(directory: str | Path, suffix: str = "") -> list[Path]:
         raise UserError(f"{len(missing)} of {n} shards missing or unfinished (shard {shown})", file=str(directory),
                         hint="run the missing shards (--num-shards N --shard I) before reading or merging")
     return [found[i] for i in range(n)]
+
+
+# -- an existing engine instead of a home-made one: every shard as one Ray task ------------------------------------
+
+DISTRIBUTOR_HELP = ("run the shards: 'none' = this process does --shard I (any scheduler runs the N commands: "
+                    "Slurm array, xargs -P, Kubernetes job); 'ray' = submit all N shards as Ray tasks to "
+                    "--ray-address (needs `pip install ray`; paths must be visible to every node) "
+                    "(default: %(default)s)")
+
+
+def add_distributor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--distributor", choices=["none", "ray"], default="none", help=DISTRIBUTOR_HELP)
+    parser.add_argument("--ray-address", default=None,
+                        help="ray.init(address=...): 'auto' or ray://host:10001 for a running cluster; default "
+                             "%(default)s = start a local Ray on this machine's cores")
+
+
+def _call_shard(module: str, function: str, kwargs: dict) -> tuple[str, object]:
+    """Body of one Ray task: run ``module.function(**kwargs)``; a user error comes back as its one-line text."""
+    import importlib
+
+    from .errors import UserError as _UserError
+
+    fn = getattr(importlib.import_module(module), function)
+    try:
+        return "ok", fn(**kwargs)
+    except (_UserError, ValueError, FileNotFoundError) as exc:  # the CLIs' bad-input errors: exit 2 on the driver
+        return "error", str(exc)
+
+
+def run_shards_with_ray(module: str, function: str, shard_kwargs: list[dict], address: str | None,
+                        cpus_per_task: float = 1.0) -> list[object]:
+    """Run ``module.function(**kw)`` for every ``kw`` of ``shard_kwargs`` as Ray tasks; results in shard order.
+
+    A shard's bad-input error is raised here as a :class:`UserError` naming the shard (the others still finish:
+    each shard's output is complete or absent, so rerunning only the failed shards is enough)."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("needs the ray package (pip install ray; tested with ray 2.60.0, pip check clean with the "
+                        "project's pins)", field="--distributor ray") from None
+    repo_root = str(Path(__file__).resolve().parents[3])  # preprocess/ lives there (and unimo under src/)
+    pythonpath = os.pathsep.join([repo_root, str(Path(repo_root) / "src"), os.environ.get("PYTHONPATH", "")])
+    ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, include_dashboard=False,
+             log_to_driver=False, ignore_reinit_error=True)
+    try:
+        task = ray.remote(num_cpus=cpus_per_task)(_call_shard)
+        outcomes = ray.get([task.remote(module, function, kw) for kw in shard_kwargs])
+    finally:
+        ray.shutdown()
+    failed = [(i, text) for i, (status, text) in enumerate(outcomes) if status == "error"]
+    if failed:
+        i, text = failed[0]
+        more = f" ({len(failed)} shards failed: {[f[0] for f in failed]})" if len(failed) > 1 else ""
+        raise UserError(f"shard {i}: {text}{more}", field="--distributor ray",
+                        hint="the other shards are complete; rerun the failed ones")
+    return [value for _, value in outcomes]
+
+
+def ray_shards(distributor: str, num_shards: int | None, shard: int | None) -> list[tuple[int, int]] | None:
+    """The shards ``--distributor ray`` submits (all of them: --num-shards N and no --shard), or None for 'none'."""
+    if distributor == "none":
+        return None
+    if num_shards is None or shard is not None:
+        raise UserError("runs all shards: give --num-shards N and no --shard", field="--distributor ray")
+    check_shard_arguments(num_shards, 0)
+    return [(i, num_shards) for i in range(num_shards)]
