@@ -506,6 +506,11 @@ def _has_shard_entries(path: Path) -> bool:
 
 
 def _read_manifest(path: Path) -> list[Path]:
+    size = path.stat().st_size
+    if size > 16 * 2 ** 20:  # a manifest lists paths; this is some other file (a dump?): do not read it all
+        raise StoreFormatError(f"not a feature store or shard manifest (a {size / 2 ** 20:.0f} MB file)",
+                               file=str(path), hint="a store is a directory; convert a dump with "
+                               "python -m preprocess.features convert")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
