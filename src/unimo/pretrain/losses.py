@@ -209,3 +209,85 @@ def cmcl_masks(owner: np.ndarray, is_positive: np.ndarray, num_images: int,
     else:
         candidate = is_positive[None, :] | mine
     return positive, candidate
+
+
+class _AllGatherRows(paddle.autograd.PyLayer):
+    """Rows of every rank concatenated in rank order; backward sums the incoming gradient over the ranks (every
+    rank's loss read every rank's rows) and returns this rank's slice, so the gathered rows train the encoder of
+    the rank that made them."""
+
+    @staticmethod
+    def forward(ctx, x: paddle.Tensor) -> paddle.Tensor:
+        import paddle.distributed as dist
+
+        parts: list[paddle.Tensor] = []
+        dist.all_gather(parts, x)
+        ctx.rows, ctx.rank = int(x.shape[0]), dist.get_rank()
+        return paddle.concat(parts, axis=0)
+
+    @staticmethod
+    def backward(ctx, grad: paddle.Tensor) -> paddle.Tensor:
+        import paddle.distributed as dist
+
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
+def world_size() -> int:
+    import paddle.distributed as dist
+
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def gather_texts(text_emb: paddle.Tensor, positive: paddle.Tensor, candidate: paddle.Tensor,
+                 share_hard_negatives: bool = False) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+    """Dual CMCL under several processes: the text embeddings [K_r, E] of every rank r, so in-batch negatives span
+    the global batch, with the local rows keeping their gradient (:class:`_AllGatherRows`).
+
+    Returns (texts [W x Kmax, E], positive [B, W x Kmax], candidate [B, W x Kmax]); each rank's block is padded
+    to the largest K (padding rows are never candidates). This rank's block keeps its masks; another rank's text is
+    a candidate of every local image when it describes an image of its own rank (a caption or paraphrase: an
+    in-batch negative, as the collator's rule within one rank) or, with ``share_hard_negatives``, always; positives
+    stay rank-local (an image sampled on two ranks in one step sees its copy's texts as negatives). With the
+    per-rank mean over local images and DataParallel's gradient average this equals one process on the
+    concatenated batch (tests/test_pretrain_distributed.py)."""
+    import paddle.distributed as dist
+
+    world = world_size()
+    if world < 2:
+        return text_emb, positive, candidate
+    rank = dist.get_rank()
+    k = int(text_emb.shape[0])
+    sizes: list[paddle.Tensor] = []
+    dist.all_gather(sizes, paddle.to_tensor([k], dtype="int64"))
+    counts = [int(s.item()) for s in sizes]
+    kmax = max(counts)
+    pad = kmax - k
+    if pad:
+        text_emb = paddle.concat([text_emb, paddle.zeros([pad, text_emb.shape[1]], dtype=text_emb.dtype)], axis=0)
+    positive = positive.astype("bool")
+    candidate = candidate.astype("bool")
+    describes = positive.any(axis=0).astype("int32")
+    valid = paddle.ones([k], dtype="int32")
+    if pad:
+        describes = paddle.concat([describes, paddle.zeros([pad], dtype="int32")])
+        valid = paddle.concat([valid, paddle.zeros([pad], dtype="int32")])
+    flags: list[paddle.Tensor] = []
+    dist.all_gather(flags, paddle.stack([describes, valid]))
+    texts = _AllGatherRows.apply(text_emb)
+    b = int(positive.shape[0])
+    pos_blocks, cand_blocks = [], []
+    for r in range(world):
+        if r == rank:
+            blk_pos, blk_cand = positive, candidate
+            if pad:
+                blk_pos = paddle.concat([blk_pos, paddle.zeros([b, pad], dtype="bool")], axis=1)
+                blk_cand = paddle.concat([blk_cand, paddle.zeros([b, pad], dtype="bool")], axis=1)
+        else:
+            remote = flags[r][1] if share_hard_negatives else flags[r][0] * flags[r][1]
+            blk_pos = paddle.zeros([b, kmax], dtype="bool")
+            blk_cand = paddle.expand(remote.astype("bool").unsqueeze(0), [b, kmax])
+        pos_blocks.append(blk_pos)
+        cand_blocks.append(blk_cand)
+    return texts, paddle.concat(pos_blocks, axis=1), paddle.concat(cand_blocks, axis=1)

@@ -4,7 +4,7 @@
 subset of the streams) and returns ``(total_loss, {"mlm", "s2s", "mrfr", "mrc", "cmcl", "vl_mlm", "vl_mrfr",
 "vl_mrc"})`` - only the parts whose stream is in the batch. ``UnimoTrainer`` logs each part.
 
-Design (the paper leaves it open for a single-stream model):
+Design (paper section 3; where the paper gives no detail the item says so):
 
 * language learning - ``[CLS] text [SEP]`` with a full mask (bidirectional prediction of span-masked tokens) or
   ``[source ; target]`` with the seq2seq mask; both go through the tied LM head (``lm_head``, official names).
@@ -22,14 +22,33 @@ Design (the paper leaves it open for a single-stream model):
     cos(FC(h[IMG]), FC(h[CLS])) of that pass, equation 1 over W+ (the caption and its back-translation positives)
     and W- (the pair's rewritten hard negatives); in-batch negatives only with ``cmcl_in_batch_negatives``
     (equation 1 has none). B pairs with P + N candidates cost B x (P + N) joint passes.
-  - ``dual`` (the scalable alternative): the image encoded *alone* (``[IMG ; regions]``), every distinct text of the
-    batch *alone* (``[CLS] text [SEP]``), B + K passes, and the other images' texts as in-batch negatives.
+  - ``dual`` (the scalable alternative, not the paper's): the image encoded *alone* (``[IMG ; regions]``), every
+    distinct text of the batch *alone* (``[CLS] text [SEP]``), B + K passes, and the other images' texts as in-batch
+    negatives; under several processes the texts of every rank (``losses.gather_texts``, gradient through the local
+    rows), so two ranks equal one process on the concatenated batch. The text -> image direction
+    (``cmcl_symmetric``) stays rank-local (images are not gathered).
 
   The FC is ``cmcl_head="pooler"`` (the official poolers, fc + ReLU, which the fine-tuning heads read, so they are
   trained) or ``"fc"`` (separate linear FCs ``cmcl_fc_image`` / ``cmcl_fc_text``; the poolers then stay at their
   initialisation); equation 1 is :func:`unimo.pretrain.losses.cmcl_loss` / ``_multi_positive_nce``.
 * masked modelling on pairs - the joint ``[IMG ; regions ; CLS caption SEP]`` with full cross-modal attention,
   ``vl_mask_ratio`` of caption tokens (span masking) and of regions masked: ``vl_mlm``, ``vl_mrfr``, ``vl_mrc``.
+
+Which parameters each loss trains (``param_groups``; tests/test_pretrain_params.py):
+
+==================  ======================================================================================
+loss                parameter groups
+==================  ======================================================================================
+mlm, s2s            text_embed, encoder, lm_head
+mrfr, mrc           image_embed, encoder, mrfr_fc, mrc_fc
+cmcl                text_embed, image_embed, encoder + pooler_text, pooler_image (``cmcl_head: pooler``) or
+                    cmcl_fc_text, cmcl_fc_image (``fc``)
+vl_mlm/mrfr/mrc     text_embed, image_embed, encoder, lm_head, mrfr_fc, mrc_fc
+==================  ======================================================================================
+
+The fine-tuning heads read the poolers (classification: pooler_text; VE, retrieval, VQA: both) and the LM head
+(generation), so the shipped configurations train all of them (``cmcl_head: pooler``); with ``fc`` the poolers
+leave pre-training at their initialisation. The CoQA role/turn embeddings exist only in fine-tuning.
 
 Every trainable parameter must receive a gradient on every rank each step (``paddle.DataParallel`` aborts on unused
 parameters): parameter groups that a configuration can never use (e.g. the image embedding in a text-only run) are
@@ -45,7 +64,7 @@ import paddle
 from ..model.configuration import UnimoConfig
 from ..model.modeling import OFFICIAL_NAMES, UnimoLMHead, UnimoModel, UnimoPretrainedModel, _linear, \
     backbone_name_map
-from .losses import cmcl_loss, label_smoothed_cross_entropy, region_classification_loss, \
+from .losses import cmcl_loss, gather_texts, label_smoothed_cross_entropy, region_classification_loss, \
     region_feature_regression_loss
 
 STREAMS = ("text", "image", "pair")
@@ -61,13 +80,15 @@ class UnimoForPretraining(UnimoPretrainedModel):
                  vl_weight: float = 1.0, mrfr_weight: Optional[float] = None,
                  image_predict_feature: Optional[bool] = None, image_predict_class: Optional[bool] = None,
                  image_use_soft_label: Optional[bool] = None, label_smoothing: float = 0.0,
-                 cmcl_encoding: str = "joint", cmcl_in_batch_negatives: bool = False):
+                 cmcl_encoding: str = "joint", cmcl_in_batch_negatives: bool = False,
+                 cmcl_share_negatives: bool = False):
         super().__init__()
         if cmcl_encoding not in ("joint", "dual"):
             raise ValueError(f"cmcl_encoding must be 'joint' or 'dual', got {cmcl_encoding!r}")
         if cmcl_encoding == "joint" and cmcl_symmetric:
             raise ValueError("cmcl_symmetric (text -> image) is defined for the dual encoding only")
         self.cmcl_encoding, self.cmcl_in_batch_negatives = cmcl_encoding, bool(cmcl_in_batch_negatives)
+        self.cmcl_share_negatives = bool(cmcl_share_negatives)  # dual: other ranks' rewrites are candidates too
         bad = [s for s in streams if s not in STREAMS]
         if bad or not streams:
             raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {list(streams)}")
@@ -118,7 +139,8 @@ class UnimoForPretraining(UnimoPretrainedModel):
                 "vl_weight": self.vl_weight, "mrfr_weight": self.mrfr_weight,
                 "image_predict_feature": self.predict_feature, "image_predict_class": self.predict_class,
                 "image_use_soft_label": self.soft_label, "label_smoothing": self.label_smoothing,
-                "cmcl_encoding": self.cmcl_encoding, "cmcl_in_batch_negatives": self.cmcl_in_batch_negatives}
+                "cmcl_encoding": self.cmcl_encoding, "cmcl_in_batch_negatives": self.cmcl_in_batch_negatives,
+                "cmcl_share_negatives": self.cmcl_share_negatives}
 
     def official_name_map(self) -> dict[str, str]:
         """Backbone and LM head have official names; the region and CMCL heads never existed in the release."""
@@ -323,8 +345,10 @@ class UnimoForPretraining(UnimoPretrainedModel):
                                         batch["pair_image_attention_mask"])
                 txt = self.embed_texts(batch["pair_text_input_ids"], batch["pair_text_position_ids"],
                                        batch["pair_text_attention_mask"])
-                cmcl = cmcl_loss(img, txt, batch["pair_positive"], batch["pair_candidate"], self.cmcl_temperature,
-                                 symmetric=self.cmcl_symmetric)
+                # several processes: every rank's texts (in-batch negatives over the global batch)
+                txt, positive, candidate = gather_texts(txt, batch["pair_positive"], batch["pair_candidate"],
+                                                        self.cmcl_share_negatives)
+                cmcl = cmcl_loss(img, txt, positive, candidate, self.cmcl_temperature, symmetric=self.cmcl_symmetric)
             used |= {"image_embed", "text_embed"}
             used |= {"pooler_image", "pooler_text"} if self.cmcl_head == "pooler" else {"cmcl_fc_image",
                                                                                        "cmcl_fc_text"}

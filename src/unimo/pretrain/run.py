@@ -114,6 +114,21 @@ def data_config(cfg: "PretrainConfig", model_config) -> PretrainDataConfig:
     return data
 
 
+def model_kwargs(cfg: "PretrainConfig", dcfg: PretrainDataConfig) -> dict[str, Any]:
+    """The :class:`UnimoForPretraining` arguments of a pre-training configuration (its streams, CMCL and loss
+    settings; ``dcfg`` = :func:`data_config`, which fills the region-label settings from the model config)."""
+    return dict(streams=[s for s in STREAMS if dcfg.per_item(s) > 0], cmcl_encoding=cfg.cmcl_encoding,
+                cmcl_in_batch_negatives=cfg.cmcl_in_batch_negatives,
+                cmcl_share_negatives=bool(cfg.cmcl_share_negatives), cmcl_head=cfg.cmcl_head,
+                cmcl_temperature=float(cfg.cmcl_temperature),
+                cmcl_symmetric=bool(cfg.cmcl_symmetric), text_weight=float(cfg.text_weight),
+                image_weight=float(cfg.image_weight), pair_weight=float(cfg.pair_weight),
+                cmcl_weight=float(cfg.cmcl_weight), vl_weight=float(cfg.vl_weight),
+                mrfr_weight=None if cfg.mrfr_weight is None else float(cfg.mrfr_weight),
+                image_predict_feature=cfg.image_predict_feature, image_predict_class=dcfg.image_predict_class,
+                image_use_soft_label=dcfg.image_use_soft_label, label_smoothing=float(cfg.label_smoothing))
+
+
 def build(cfg: "PretrainConfig") -> dict[str, Any]:
     """Everything a run needs: tokenizer, corpora, dataset, collator, model, training args, trainer."""
     import paddle
@@ -181,16 +196,7 @@ def build(cfg: "PretrainConfig") -> dict[str, Any]:
                               image_ids=image_ids, pairs=pairs, items_per_step=items_per_step)
     collator = PretrainCollator(share_negatives=dcfg.cmcl_share_negatives)
 
-    streams = [s for s in STREAMS if dcfg.per_item(s) > 0]
-    kwargs = dict(streams=streams, cmcl_encoding=cfg.cmcl_encoding,
-                  cmcl_in_batch_negatives=cfg.cmcl_in_batch_negatives, cmcl_head=cfg.cmcl_head,
-                  cmcl_temperature=float(cfg.cmcl_temperature),
-                  cmcl_symmetric=bool(cfg.cmcl_symmetric), text_weight=float(cfg.text_weight),
-                  image_weight=float(cfg.image_weight), pair_weight=float(cfg.pair_weight),
-                  cmcl_weight=float(cfg.cmcl_weight), vl_weight=float(cfg.vl_weight),
-                  mrfr_weight=None if cfg.mrfr_weight is None else float(cfg.mrfr_weight),
-                  image_predict_feature=cfg.image_predict_feature, image_predict_class=dcfg.image_predict_class,
-                  image_use_soft_label=dcfg.image_use_soft_label, label_smoothing=float(cfg.label_smoothing))
+    kwargs = model_kwargs(cfg, dcfg)
     paddle.seed(int(cfg.seed))
     init = cfg.get("init_checkpoint")
     if init:
