@@ -1,7 +1,8 @@
 """Pre-training throughput of the UNIMO base model on CPU, per stream and with the three streams mixed.
 
 One training step = collate + forward + backward + AdamW (global-norm clip 1.0), the pre-training model with all
-its heads (CMCL encoding joint, the paper's, with the official poolers as its FC). Streams measured alone (a model built for that stream only) and jointly (every step trains all three;
+its heads (CMCL encoding joint, the paper's, with the official poolers as its FC). Streams measured alone (a model
+built for that stream only) and jointly (every step trains all three;
 ``mixing: joint``). Short sequences so that CPU steps take seconds: text 64 tokens, captions 24, 36 boxes (+ the
 [IMG] row), 8 rewritten hard negatives per pair; per step ``--items`` texts, images and pairs.
 
