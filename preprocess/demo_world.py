@@ -1,7 +1,7 @@
 """An embedded "demo world": small rendered scenes with captions, VQA, SNLI-VE and a text corpus, written in the
 real public file formats so every converter and reader of the project runs on it exactly as on real data.
 
-    python -m preprocess.demo_world --out demo_data --seed 0 [--num-scenes 2000] [--image-size 128]
+    python -m preprocess.demo_world --output demo_data --seed 0 [--num-scenes 2000] [--image-size 128]
 
 Each scene has 2-4 objects: 6 shapes x 6 colours x 2 sizes, placed without overlap on a lightly tinted, noisy
 background; a (colour, shape) pair occurs at most once per scene, so "the red circle" always names one object.
@@ -521,7 +521,7 @@ README = """# UNIMO demo world (seed {seed})
 
 Synthetic scenes of coloured shapes, written in the real public file formats so the project's converters and
 readers run on them exactly as on COCO / VQA / SNLI-VE / Flickr30k. Built by
-`python -m preprocess.demo_world --out DIR --seed {seed} --num-scenes {num_scenes} --image-size {image_size}`.
+`python -m preprocess.demo_world --output DIR --seed {seed} --num-scenes {num_scenes} --image-size {image_size}`.
 
 Scenes: 2-4 objects; shapes {shapes}; colours {colours}; sizes small/large; relations left of / right of /
 above / below (the dominant axis between object centres). Image ids are 1..{num_scenes}; the file of id 123 is
@@ -733,26 +733,31 @@ def iter_scene_specs(seed: int, num_scenes: int, image_size: int = 128) -> Itera
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m preprocess.demo_world", description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="output folder (created; must not exist unless --overwrite)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-scenes", type=int, default=2000)
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--feature-dim", type=int, default=2048)
-    p.add_argument("--max-boxes", type=int, default=36)
-    p.add_argument("--min-boxes", type=int, default=10)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    from unimo.utils.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m preprocess.demo_world", description=__doc__.split("\n")[0],
+                                epilog="Exit status: 0 ok, 2 bad input or usage (one error line), 1 internal error. "
+                                       "--out is the old spelling of --output.", formatter_class=HelpFormatter)
+    p.add_argument("--output", "--out", dest="output", required=True,
+                   help="output folder (created; must not exist unless --overwrite)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scene sampler (same seed, same world)")
+    p.add_argument("--num-scenes", type=int, default=2000, help="scenes (= images) to render")
+    p.add_argument("--image-size", type=int, default=128, help="side of the square images in pixels")
+    p.add_argument("--feature-dim", type=int, default=2048, help="region feature size of the store")
+    p.add_argument("--max-boxes", type=int, default=36, help="most regions per image")
+    p.add_argument("--min-boxes", type=int, default=10, help="fewest regions per image")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     try:
-        result = build_demo_world(args.out, seed=args.seed, num_scenes=args.num_scenes, image_size=args.image_size,
+        result = build_demo_world(args.output, seed=args.seed, num_scenes=args.num_scenes, image_size=args.image_size,
                                   feature_dim=args.feature_dim, max_boxes=args.max_boxes, min_boxes=args.min_boxes,
                                   overwrite=args.overwrite, progress=not args.no_progress)
-    except (ValueError, FileExistsError, ExtractorError) as err:
+    except (ValueError, OSError, ExtractorError) as err:  # bad input; a bug's traceback exits 1
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     summary = {k: result[k] for k in ("out", "seed", "counts", "timings")}

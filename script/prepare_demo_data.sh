@@ -15,7 +15,7 @@ if [ -f "$OUT/world/manifest.json" ] && [ "$have" != "$want $N $SEED" ]; then
   rm -rf "$OUT/world" "$OUT/coco" "$OUT/flickr" "$OUT/vqa" "$OUT/snli_ve" "$OUT/rewrite"
 fi
 if [ ! -f "$OUT/world/manifest.json" ]; then
-  "$PY" -m preprocess.demo_world --out "$OUT/world" --seed "$SEED" --num-scenes "$N" --no-progress --overwrite
+  "$PY" -m preprocess.demo_world --output "$OUT/world" --seed "$SEED" --num-scenes "$N" --no-progress --overwrite
 fi
 W="$OUT/world"
 conv() { "$PY" -m preprocess.datasets "$@" --no-progress > /dev/null; }

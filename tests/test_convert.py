@@ -360,7 +360,7 @@ def test_auto_detect_cli_mnli_like_dir(tiny_legacy, tmp_path, capsys):
                                                                                "word_embedding_moment1_0"]
     d = _subset(src, tmp_path / "mnli", names)
     out = tmp_path / "out"
-    proc = subprocess.run([PY, "-m", "unimo.convert", "legacy", "--src", str(d), "--config", TINY, "--dst", str(out)],
+    proc = subprocess.run([PY, "-m", "unimo.convert", "legacy", "--input", str(d), "--config", TINY, "--output", str(out)],
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr
     assert "task: classification" in proc.stdout and "num_labels=3" in proc.stdout
@@ -373,7 +373,7 @@ def test_auto_detect_cli_mnli_like_dir(tiny_legacy, tmp_path, capsys):
     from unimo.convert.__main__ import main
 
     out2 = tmp_path / "out2"
-    assert main(["legacy", "--src", str(src), "--config", TINY, "--dst", str(out2)]) == 2
+    assert main(["legacy", "--input", str(src), "--config", TINY, "--output", str(out2)]) == 2
     err = capsys.readouterr().err
     assert "several task heads" in err and "--task" in err
     assert not out2.exists()
@@ -538,7 +538,7 @@ def test_download_script_success_path_with_local_archive(tmp_path):
     assert (models / "unimo_mnli_large_en" / "cls_out_3_b").is_file()
     assert sorted(os.listdir(models)) == ["unimo_mnli_large_en"]
     assert digest in proc.stdout and "no official checksum" in proc.stdout
-    assert "python -m unimo.convert legacy --src" in proc.stdout and "unimo_large_en.json" in proc.stdout
+    assert "python -m unimo.convert legacy --input" in proc.stdout and "unimo_large_en.json" in proc.stdout
     # a wrong expected checksum fails and leaves nothing new
     shutil.rmtree(models)
     env["UNIMO_EXPECTED_SHA256"] = "0" * 64
@@ -553,13 +553,13 @@ def test_wrapper_scripts(tiny_legacy, tmp_path):
     src, _ = tiny_legacy
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=PY)
     run = lambda *a: subprocess.run(["bash", *map(str, a)], capture_output=True, text=True, timeout=300, env=env)
-    proc = run(REPO / "script/convert/legacy.sh", "--src", src, "--config", TINY, "--dst", tmp_path / "x",
+    proc = run(REPO / "script/convert/legacy.sh", "--input", src, "--config", TINY, "--output", tmp_path / "x",
                "--task", "ve", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "dry run: nothing written" in proc.stdout and "UnimoForVisualEntailment(num_labels=3, hidden=2048)" \
         in proc.stdout and not (tmp_path / "x").exists()
     convert_legacy(str(src), TINY, str(tmp_path / "ours"), task="retrieval")
-    proc = run(REPO / "script/convert/export_legacy.sh", "--src", tmp_path / "ours", "--dst", tmp_path / "back")
+    proc = run(REPO / "script/convert/export_legacy.sh", "--input", tmp_path / "ours", "--output", tmp_path / "back")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "back" / "match_fc.w_0").read_bytes() == (src / "match_fc.w_0").read_bytes()
     assert 'unimo.convert roberta "$@"' in (REPO / "script/convert/roberta.sh").read_text()

@@ -217,12 +217,12 @@ def test_legacy_checkpoint_without_a_backbone_tensor_is_refused(tiny_legacy, tmp
         convert_legacy(str(d), TINY, str(tmp_path / "out"), task="generation")
     assert "lacks backbone tensor word_embedding (text encoder" in str(info.value)
     assert "--allow-missing" in str(info.value) and not (tmp_path / "out").exists()
-    assert convert_main(["legacy", "--src", str(d), "--config", TINY, "--dst", str(tmp_path / "out")]) == 2
+    assert convert_main(["legacy", "--input", str(d), "--config", TINY, "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot convert") and "word_embedding" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
     # --allow-missing opts out: initialised, listed, and named in a note
-    assert convert_main(["legacy", "--src", str(d), "--config", TINY, "--dst", str(tmp_path / "out"),
+    assert convert_main(["legacy", "--input", str(d), "--config", TINY, "--output", str(tmp_path / "out"),
                          "--allow-missing", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert "unimo.word_embedding.weight" in {m["key"] for m in report["missing"]}

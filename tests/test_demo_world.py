@@ -319,11 +319,11 @@ def test_region_features_share_no_large_offset(world):
 
 def test_bad_options_and_no_partial_output(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
-        demo_world.main(["--out", str(tmp_path / "w"), "--num-scenes", "5"])
+        demo_world.main(["--output", str(tmp_path / "w"), "--num-scenes", "5"])
     assert "--num-scenes must be >= 10" in capsys.readouterr().err
     (tmp_path / "exists").mkdir()
     with pytest.raises(SystemExit):
-        demo_world.main(["--out", str(tmp_path / "exists"), "--num-scenes", "10"])
+        demo_world.main(["--output", str(tmp_path / "exists"), "--num-scenes", "10"])
     assert "already exists" in capsys.readouterr().err
 
     calls = {"n": 0}

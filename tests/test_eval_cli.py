@@ -110,7 +110,7 @@ def test_rouge_cli(tmp_path, cli):
     pred = write(tmp_path / "pred.txt", "the cat sat on the mat\nAlpha bravo echo. Charlie delta foxtrot.\n")
     ref = write(tmp_path / "ref.txt", "the cat lay on the mat\nalpha bravo charlie delta <S_SEP> echo foxtrot\n")
     out_file = tmp_path / "res" / "rouge.json"
-    giga = result("rouge", "--pred", pred, "--ref", ref, "--out", out_file)
+    giga = result("rouge", "--pred", pred, "--ref", ref, "--output", out_file)
     cnn = cli("rouge", "--pred", pred, "--ref", ref, "--cnndm")
     # doc 1: R-L 5/6 either way; doc 2: 5/6 sentence level, 1.0 summary level (hand counts in test_eval)
     assert giga["rouge-l"] == pytest.approx((5 / 6 + 5 / 6) / 2)

@@ -15,6 +15,7 @@ import os
 import sys
 
 import unimo  # noqa: F401  (sets the CPU environment; no paddle is imported here)
+from unimo.utils.cli import HelpFormatter
 from unimo.utils.errors import run_cli
 from unimo.utils.io import write_json_atomic
 
@@ -37,12 +38,15 @@ def _split_map(items: list[str] | None, flag: str) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m preprocess.datasets",
-                                description="Convert public datasets to the normalised JSONL of unimo.reader.datasets")
+                                description="Convert public datasets to the normalised JSONL of unimo.reader.datasets. "
+                                            "Exit status: 0 ok, 2 bad input or usage (one error line "
+                                            "'error: <file>[:<line>]: <field>: <what>'), 1 internal error.",
+                                formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="name", required=True, metavar="NAME", help=", ".join(CONVERTERS))
 
     def add(name: str, help: str, input_required: bool = True, multi: bool = True,
             input_help: str | None = None) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
+        sp = sub.add_parser(name, help=help, formatter_class=HelpFormatter)
         sp.add_argument("--input", nargs="+" if multi else None, required=input_required,
                         help=input_help or ("input file(s) or folder" if multi else "input file"))
         sp.add_argument("--output", required=True, help="output folder (created if missing)")
@@ -64,29 +68,36 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--text", choices=("raw", "tokens"), default="raw",
                         help="caption text: raw sentence (default) or Karpathy's lowercased tokens")
         sp.add_argument("--image-id-from", choices=("cocoid", "stem", "filename", "imgid"),
-                        default="cocoid" if name == "coco-karpathy" else "stem")
+                        default="cocoid" if name == "coco-karpathy" else "stem",
+                        help="where image ids come from: the COCO id, the file stem, the file name or Karpathy's "
+                             "imgid")
 
     sp = add("vqa-v2", "VQA v2 questions/annotations -> vqa_{split}.jsonl + answer_vocab.json", input_required=False,
              multi=False, input_help="folder holding the official file names (v2_OpenEnded_mscoco_train2014_"
              "questions.json, v2_mscoco_train2014_annotations.json, ...); --questions/--annotations add or override")
-    sp.add_argument("--questions", action="append", metavar="SPLIT=PATH", help="questions json of a split")
-    sp.add_argument("--annotations", action="append", metavar="SPLIT=PATH", help="annotations json of a split")
-    sp.add_argument("--min-count", type=int, default=9, help="answer-vocabulary frequency threshold (9)")
-    sp.add_argument("--max-answers", type=int, default=3129, help="answer-vocabulary size cap (3129)")
+    sp.add_argument("--questions", action="append", metavar="SPLIT=PATH", help="questions json of a split (repeatable)")
+    sp.add_argument("--annotations", action="append", metavar="SPLIT=PATH",
+                    help="annotations json of a split (repeatable)")
+    sp.add_argument("--min-count", type=int, default=9,
+                    help="answer-vocabulary frequency threshold (default: %(default)s)")
+    sp.add_argument("--max-answers", type=int, default=3129, help="answer-vocabulary size cap (default: %(default)s)")
     sp.add_argument("--vocab-splits", default="train", help="comma-separated splits counted for the vocabulary "
-                    "(train; 'train,val' for train+val)")
+                    "('train,val' for train+val; default: %(default)s)")
 
-    add("snli-ve", "snli_ve_{train,dev,test}.jsonl -> ve_{split}.jsonl").add_argument("--split")
+    add("snli-ve", "snli_ve_{train,dev,test}.jsonl -> ve_{split}.jsonl").add_argument(
+        "--split", help="split name for a single input file (default: from the file name)")
     sp = add("glue", "GLUE TSVs -> {split}.jsonl + labels.json")
-    sp.add_argument("--task", required=True, choices=sorted(GLUE_TASKS))
+    sp.add_argument("--task", required=True, choices=sorted(GLUE_TASKS), help="the GLUE task")
     sp.add_argument("--split", help="split name for a single input file (default: the file stem)")
     for name in SEQ2SEQ_NAMES:
         sp = add(name, f"{name} -> {{split}}.jsonl with id/src/tgt")
         sp.add_argument("--split", help="split name for a single input (default: from the file name)")
-        sp.add_argument("--src-field", action="append", help="JSONL source field (repeat for several segments)")
-        sp.add_argument("--tgt-field", help="JSONL target field")
+        sp.add_argument("--src-field", action="append",
+                        help="JSONL source field (repeat for several segments; default: the dataset's own)")
+        sp.add_argument("--tgt-field", help="JSONL target field (default: the dataset's own)")
         sp.add_argument("--id-field", default="id", help="JSONL id field (default id; line index when absent)")
-    add("coqa", "CoQA json -> dialog {split}.jsonl").add_argument("--split")
+    add("coqa", "CoQA json -> dialog {split}.jsonl").add_argument(
+        "--split", help="split name for a single input file (default: from the file name)")
     return p
 
 

@@ -77,4 +77,4 @@ else
   echo "unpacked into $TARGET"
 fi
 echo "convert it with:"
-echo "  python -m unimo.convert legacy --src $TARGET --config $ROOT/$CONFIG --dst ${TARGET}_paddle"
+echo "  python -m unimo.convert legacy --input $TARGET --config $ROOT/$CONFIG --output ${TARGET}_paddle"

@@ -267,13 +267,14 @@ def markdown(summary: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def main(argv: Optional[list[str]] = None) -> int:
+    from .utils.cli import HelpFormatter
     from .utils.config import parse_overrides
     from .utils.errors import UserError
     from .utils.io import write_json_atomic
 
-    parser = argparse.ArgumentParser(prog="python -m unimo.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="task YAML with a sweep: section (script/<task>/<dataset>/conf.yaml)")
+    parser = argparse.ArgumentParser(prog="python -m unimo.sweep", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--config", help="task YAML with a sweep: section (script/<task>/<dataset>/conf.yaml; "
+                                         "required unless --collect)")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="replace one key of the grid (repeatable; default: the YAML's sweep: section)")
     parser.add_argument("--output", help="sweep directory (default: the YAML's output_dir + '_sweep')")
@@ -281,8 +282,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="processes per point (paddle.distributed.launch; default $NPROC or 1)")
     parser.add_argument("--emit-jobs", action="store_true",
                         help="print one self-contained command line per point instead of running them")
-    parser.add_argument("--only", metavar="NAME", help="run only the point of this name (what an emitted job runs)")
-    parser.add_argument("--collect", metavar="DIR", help="only reduce the finished points of a sweep directory")
+    parser.add_argument("--only", metavar="NAME", help="run only the point of this name (what an emitted job runs; "
+                                                       "default: every point)")
+    parser.add_argument("--collect", metavar="DIR", help="only reduce the finished points of a sweep directory "
+                                                         "(default: run the sweep)")
     args, rest = parser.parse_known_args(argv)
     if args.collect:
         summary = collect(args.collect)

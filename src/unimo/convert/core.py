@@ -188,9 +188,9 @@ def fresh_initializer(param) -> Callable[[], np.ndarray]:
 # ---------------------------------------------------------------------------------------------------- output dir
 def check_destination(dst: str, overwrite: bool) -> None:
     if os.path.exists(dst) and not os.path.isdir(dst):
-        raise ConversionError(f"--dst {dst} exists and is not a directory")
+        raise ConversionError(f"--output {dst} exists and is not a directory")
     if os.path.isdir(dst) and os.listdir(dst) and not overwrite:
-        raise ConversionError(f"--dst {dst} exists and is not empty; pass --overwrite to replace its files")
+        raise ConversionError(f"--output {dst} exists and is not empty; pass --overwrite to replace its files")
 
 
 @contextlib.contextmanager

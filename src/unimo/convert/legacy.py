@@ -17,10 +17,10 @@ _FP32 = 5
 
 def _list_variables(src: str) -> list[str]:
     if not os.path.isdir(src):
-        raise ConversionError(f"--src {src} is not a directory (expected a Paddle 1.x save_persistables directory)")
+        raise ConversionError(f"--input {src} is not a directory (expected a Paddle 1.x save_persistables directory)")
     names = sorted(n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n)))
     if not names:
-        raise ConversionError(f"--src {src} holds no files")
+        raise ConversionError(f"--input {src} holds no files")
     return names
 
 
@@ -138,18 +138,17 @@ def convert_legacy(src: str, config_path: str, dst: str, task: Optional[str] = N
     return write_converted(model, producers, want, report, dst, overwrite, seed, dry_run)
 
 
-def export_legacy(src: str, dst: str, overwrite: bool = False) -> ConversionReport:
+def export_legacy(src: str, dst: str, overwrite: bool = False, trust_pickle: bool = False) -> ConversionReport:
     """Write a ``save_pretrained`` directory back as an official checkpoint directory (one file per variable,
-    official names), bit-exact to the files it was converted from."""
-    import paddle
-
+    official names), bit-exact to the files it was converted from. Its ``model.safetensors`` is read as data, a
+    ``model_state.pdparams`` through the restricted unpickler unless ``trust_pickle``."""
     from ..model import modeling
 
     config = load_config(src)
     check_destination(dst, overwrite)
-    weights = os.path.join(src, WEIGHTS_NAME)
-    if not os.path.isfile(weights):
-        raise ConversionError(f"--src {src}: no {WEIGHTS_NAME}")
+    weights = modeling.find_weights(src)
+    if weights is None:
+        raise ConversionError(f"--input {src}: no {modeling.SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME}")
     arch = config.extra.get("architecture", "UnimoModel")
     cls = getattr(modeling, arch, None)
     if not (isinstance(cls, type) and issubclass(cls, modeling.UnimoPretrainedModel)):
@@ -157,7 +156,7 @@ def export_legacy(src: str, dst: str, overwrite: bool = False) -> ConversionRepo
     model = build_lazy_model(cls, config, dict(config.extra.get("init_kwargs", {})))
     to_official = {v: k for k, v in official_to_local(model).items()}
     want = expected_shapes(model)
-    state = paddle.load(weights, return_numpy=True)
+    state = modeling.read_weights(weights, trust_pickle=trust_pickle)  # a .pdparams: restricted unpickler
     problems = [f"{weights}: key {k} has no official name in {arch}" for k in state if k not in to_official]
     problems += [f"{weights}: lacks {k} (official {to_official[k]})" for k in to_official if k not in state]
     problems += [f"{weights}: {k} has shape {list(np.shape(v))}, {arch} expects {list(want[k])}"

@@ -207,7 +207,7 @@ def convert_roberta(src: str, dst: str, task: Optional[str] = None, num_labels: 
     """Convert a HuggingFace RoBERTa directory into a UNIMO ``save_pretrained`` directory at ``dst``."""
     cfg_path = os.path.join(src, "config.json")
     if not os.path.isfile(cfg_path):
-        raise ConversionError(f"--src {src}: no config.json (expected a HuggingFace model directory)")
+        raise ConversionError(f"--input {src}: no config.json (expected a HuggingFace model directory)")
     try:
         with open(cfg_path, encoding="utf-8") as f:
             hf = json.load(f)

@@ -1,7 +1,8 @@
 """Command line: ``python -m unimo.eval <metric> ...`` prints the metrics as one JSON object on stdout.
 
-Sub-commands (``--out FILE`` additionally writes the JSON atomically; bad input exits with status 2 and a message
-naming the file and the offending line / id):
+Sub-commands (``--output FILE`` additionally writes the JSON atomically; ``--out`` is the old spelling). Exit
+status: 0 ok, 2 bad input or usage (one ``error:`` line naming the file and the offending line / id), 1 internal
+error:
 
   glue       --metric {acc,mcc,pearson_spearman} --pred P --ref R [--pred-column N] [--ref-column N]
              [--pred-skip-header] [--ref-skip-header]          one label / score per line (or a TSV column)
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..utils.cli import HelpFormatter
 from .fileio import EvalInputError, check_same_length, read_lines, write_json_atomic
 
 
@@ -143,28 +145,28 @@ def _cmd_retrieval(a: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m unimo.eval", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m unimo.eval", description=__doc__, formatter_class=HelpFormatter)
     sub = ap.add_subparsers(dest="task", required=True)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("--out", help="also write the JSON result to this file (atomically)")
+        p = sub.add_parser(name, help=help_, formatter_class=HelpFormatter)
+        p.add_argument("--output", "--out", dest="output",
+                       help="also write the JSON result to this file (atomically; default: stdout only)")
         return p
 
     p = add("glue", "accuracy / Matthews correlation / Pearson-Spearman")
-    p.add_argument("--metric", required=True, choices=["acc", "mcc", "pearson_spearman"])
-    p.add_argument("--pred", required=True)
-    p.add_argument("--ref", required=True)
+    p.add_argument("--metric", required=True, choices=["acc", "mcc", "pearson_spearman"], help="the metric")
+    p.add_argument("--pred", required=True, help="predictions, one label / score per line (or a TSV column)")
+    p.add_argument("--ref", required=True, help="references, one label / score per line (or a TSV column)")
     p.add_argument("--pred-column", type=int, default=None, help="0-based TAB column (default: whole line)")
     p.add_argument("--ref-column", type=int, default=None, help="0-based TAB column (default: whole line)")
-    p.add_argument("--pred-skip-header", action="store_true")
-    p.add_argument("--ref-skip-header", action="store_true")
+    p.add_argument("--pred-skip-header", action="store_true", help="the predictions file has a header line")
+    p.add_argument("--ref-skip-header", action="store_true", help="the references file has a header line")
     p.set_defaults(fn=_cmd_glue)
 
     p = add("rouge", "ROUGE-1/2/L F1 (CNN/DM, Gigaword)")
-    p.add_argument("--pred", required=True)
-    p.add_argument("--ref", required=True)
+    p.add_argument("--pred", required=True, help="predictions, one text per line")
+    p.add_argument("--ref", required=True, help="references, one text per line")
     p.add_argument("--cnndm", action="store_true", help="summary-level ROUGE-L over sentences (CNN/DM)")
     p.add_argument("--gigaword-digits", action="store_true", help="replace digits of predictions by '#'")
     p.set_defaults(fn=_cmd_rouge)
@@ -173,29 +175,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", required=True, help='COCO results JSON [{"image_id", "caption"}]')
     p.add_argument("--ref", required=True, help='COCO captions JSON {"images", "annotations"}')
     p.add_argument("--no-java", action="store_true", help="use the pure-Python tokenizer, no METEOR")
-    p.add_argument("--no-meteor", action="store_true")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
     p.add_argument("--allow-missing", action="store_true", help="score only the predicted images")
     p.set_defaults(fn=_cmd_caption)
 
     p = add("qg", "SQuAD question generation (BLEU-4, METEOR, ROUGE-L)")
-    p.add_argument("--pred", required=True)
-    p.add_argument("--ref", required=True)
-    p.add_argument("--src", help="source sentence per line: pools references of the same sentence")
+    p.add_argument("--pred", required=True, help="generated questions, one per line")
+    p.add_argument("--ref", required=True, help="reference questions, one per line")
+    p.add_argument("--src", help="source sentence per line: pools references of the same sentence (default: no "
+                                 "pooling)")
     p.add_argument("--no-tokenize", action="store_true", help="inputs are already tokenized (only lowercase)")
-    p.add_argument("--no-meteor", action="store_true")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
     p.set_defaults(fn=_cmd_qg)
 
     p = add("coqa", "CoQA F1 (official normalisation and multi-reference averaging)")
-    p.add_argument("--pred", required=True)
-    p.add_argument("--ref", required=True)
-    p.add_argument("--allow-missing", action="store_true")
+    p.add_argument("--pred", required=True, help="official predictions .json or one answer per line")
+    p.add_argument("--ref", required=True, help="official CoQA .json or one turn per line, gold answers TAB-separated")
+    p.add_argument("--allow-missing", action="store_true", help="score only the predicted turns")
     p.set_defaults(fn=_cmd_coqa)
 
     p = add("vqa", "official VQA accuracy")
     p.add_argument("--pred", required=True, help='results JSON [{"question_id", "answer"}]')
-    p.add_argument("--questions", required=True)
-    p.add_argument("--annotations", required=True)
-    p.add_argument("--allow-missing", action="store_true")
+    p.add_argument("--questions", required=True, help="official VQA questions JSON")
+    p.add_argument("--annotations", required=True, help="official VQA annotations JSON")
+    p.add_argument("--allow-missing", action="store_true", help="score only the answered questions")
     p.set_defaults(fn=_cmd_vqa)
 
     p = add("retrieval", "image/text retrieval recall@1/5/10")
@@ -209,11 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.fn(args)
-    except EvalInputError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (EvalInputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        print(f"error: {e}", file=sys.stderr)  # bad input; a bug's traceback exits 1
         return 2
-    if args.out:
-        write_json_atomic(args.out, result)
+    if args.output:
+        write_json_atomic(args.output, result)
     print(json.dumps(result, ensure_ascii=False, allow_nan=False))
     return 0
 

@@ -5,10 +5,19 @@ Python API (:class:`UnimoCaptioner`, :class:`UnimoVQA`, :class:`UnimoVisualEntai
     cap = UnimoCaptioner.from_pretrained("output/img2txt/coco/best", features="data/coco_features")
     print(cap.generate(["391895"]))
 """
-from .api import (PREDICTORS, UnimoCaptioner, UnimoRetriever, UnimoVisualEntailment, UnimoVQA, load_answer_vocab,
-                  load_task_model)
-from .errors import ModelLoadError, PredictError, UnknownImageError
-from .images import ImageFolderFeatures
+from __future__ import annotations
 
-__all__ = ["ImageFolderFeatures", "ModelLoadError", "PREDICTORS", "PredictError", "UnimoCaptioner", "UnimoRetriever",
-           "UnimoVQA", "UnimoVisualEntailment", "UnknownImageError", "load_answer_vocab", "load_task_model"]
+import importlib
+from typing import Any
+
+# names -> submodule, imported on first use: `python -m unimo.predict --help` must not import Paddle (its warnings)
+_WHERE = {"PREDICTORS": "api", "UnimoCaptioner": "api", "UnimoRetriever": "api", "UnimoVisualEntailment": "api",
+          "UnimoVQA": "api", "load_answer_vocab": "api", "load_task_model": "api", "ModelLoadError": "errors",
+          "PredictError": "errors", "UnknownImageError": "errors", "ImageFolderFeatures": "images"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

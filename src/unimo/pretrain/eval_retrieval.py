@@ -4,8 +4,12 @@ caption) pair, cos(FC(h[IMG]), FC(h[CLS])) of that pass (paper section 3.1; I x 
 encoded alone, captions alone, cosine similarity in the shared space. Recalls as the official ``recall_at_k``
 (:func:`unimo.eval.retrieval.recall_at_k`).
 
-    python -m unimo.pretrain.eval_retrieval --checkpoint OUT/final --pairs held_out.jsonl \
-        --feature-store STORE [--vocab-dir model_files/dict] [--output metrics.json]
+    python -m unimo.pretrain.eval_retrieval --model OUT/final --pairs held_out.jsonl \
+        --features STORE [--vocab-dir model_files/dict] [--output metrics.json]
+
+(``--checkpoint`` / ``--feature-store`` are the old spellings.) Exit status: 0 ok, 2 bad input or usage (one
+``error:`` line), 1 internal error. A ``model_state.pdparams`` is read through the restricted unpickler (arrays
+only) unless ``--trust-pickle``.
 
 ``--pairs``: caption JSONL (``{"image_id","caption"}`` per line) or retrieval JSONL (``{"image_id","captions"}``).
 Prints (and with ``--output`` writes) a JSON object: ``img_recall@K`` (caption -> image), ``cap_recall@K``
@@ -113,45 +117,55 @@ def cmcl_retrieval(model, pairs_path: str, images, tokenizer, max_caption_len: i
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..utils.cli import HelpFormatter
+
     p = argparse.ArgumentParser(prog="python -m unimo.pretrain.eval_retrieval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="save_pretrained directory (pre-training output/final)")
+                                formatter_class=HelpFormatter)
+    p.add_argument("--model", "--checkpoint", dest="model", required=True,
+                   help="save_pretrained directory (pre-training output/final)")
     p.add_argument("--pairs", required=True, help="held-out caption / retrieval JSONL")
-    p.add_argument("--feature-store", required=True, help="feature store with the held-out images")
-    p.add_argument("--vocab-dir", default="model_files/dict")
-    p.add_argument("--max-img-len", type=int, default=37)
-    p.add_argument("--max-caption-len", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--output", help="write the metrics JSON here too")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--features", "--feature-store", dest="features", required=True,
+                   help="feature store with the held-out images")
+    p.add_argument("--vocab-dir", default="model_files/dict", help="tokenizer dictionary folder")
+    p.add_argument("--max-img-len", type=int, default=37, help="image rows incl. the global one")
+    p.add_argument("--max-caption-len", type=int, default=64, help="caption tokens incl. [CLS] and [SEP]")
+    p.add_argument("--batch-size", type=int, default=64, help="images / captions (joint: pairs) per forward pass")
+    p.add_argument("--output", help="write the metrics JSON here too (atomically; default: stdout only)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="read a model_state.pdparams with Paddle's unrestricted loader, which can run code: only "
+                        "for a trusted source (default: refuse anything but arrays)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
+    from ..utils.errors import UserError
+
+    for name, path in (("--model", args.model), ("--features", args.features), ("--vocab-dir", args.vocab_dir)):
+        if not os.path.isdir(path):
+            raise UserError(f"{name}: not a directory" if os.path.exists(path) else f"{name}: directory not found",
+                            file=path)
+    if not os.path.isfile(args.pairs):
+        raise UserError("--pairs: file not found", file=args.pairs)
     from ..reader.image_batch import ImageBatcher
     from ..tokenizer import UnimoTokenizer
+    from ..utils.io import write_json_atomic
     from .model import UnimoForPretraining
 
-    for name, path in (("--checkpoint", args.checkpoint), ("--feature-store", args.feature_store),
-                       ("--vocab-dir", args.vocab_dir)):
-        if not os.path.isdir(path):
-            raise SystemExit(f"error: {name} {path} is not a directory")
-    model = UnimoForPretraining.from_pretrained(args.checkpoint)
+    model = UnimoForPretraining.from_pretrained(args.model, trust_pickle=args.trust_pickle)
     tokenizer = UnimoTokenizer.from_pretrained(args.vocab_dir)
-    images = ImageBatcher(args.feature_store, max_img_len=args.max_img_len)
+    images = ImageBatcher(args.features, max_img_len=args.max_img_len)
     metrics = cmcl_retrieval(model, args.pairs, images, tokenizer, args.max_caption_len, args.batch_size,
                              progress=not args.no_progress)
-    metrics = {"checkpoint": args.checkpoint, "pairs": args.pairs, **metrics}
-    text = json.dumps(metrics, indent=1)
+    metrics = {"checkpoint": args.model, "pairs": args.pairs, **metrics}
     if args.output:
-        tmp = args.output + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, args.output)
-    print(text)
+        write_json_atomic(args.output, metrics)
+    print(json.dumps(metrics, indent=1))
     return metrics
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from ..utils.errors import run_cli
+
+    sys.exit(run_cli(main, sys.argv[1:], prog="unimo.pretrain.eval_retrieval"))

@@ -32,9 +32,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" in text or action.default is argparse.SUPPRESS or not action.option_strings:
-            return text
-        if "(default" in text:  # the help already states its default in words
+        if action.default is argparse.SUPPRESS or not action.option_strings or action.required:
+            return text  # positionals and required options have no default
+        if "default" in text:  # %(default)s, or the default stated in words
             return text
         return f"{text} (default: %(default)s)"
 
