@@ -118,7 +118,7 @@ def test_convert_shards_merge_to_the_unsharded_store(tmp_path, fmt, fp16):
     extra = ["--fp16"] if fp16 else []
     assert convert(dump, fmt, tmp_path / "one", *extra) == 0
     one = FeatureStore.open(tmp_path / "one")
-    for n in (1, 2, 3, 8):  # 8 shards of 40 images: shards of a handful, the order interleaves finely
+    for n in (1, 2, 3, 18):  # 18 shards of 40 images: 3 are empty (their dimension from the dump's first image)
         for i in reversed(range(n)):  # any order of completion
             assert convert(dump, fmt, tmp_path / f"s{n}", "--num-shards", str(n), "--shard", str(i), *extra) == 0
         sharded = FeatureStore.open(tmp_path / f"s{n}")
@@ -127,6 +127,7 @@ def test_convert_shards_merge_to_the_unsharded_store(tmp_path, fmt, fp16):
         assert sharded.meta["num_boxes"] == one.meta["num_boxes"] and sharded.fields == one.fields
         for k, shard in enumerate(sharded.shards):  # each shard holds exactly its images
             assert {shard_of(i, n) for i in shard.image_ids()} <= {k}
+        assert n < 18 or sum(len(s) == 0 for s in sharded.shards) == 3
         assert features_cli.main(["merge", "--input", str(tmp_path / f"s{n}"), "--output", str(tmp_path / f"m{n}"),
                                   "--no-progress"]) == 0
         same_files(tmp_path / f"m{n}", tmp_path / "one")
@@ -314,3 +315,22 @@ def test_rewrite_merge_refuses_incomplete_or_mixed_shards(tmp_path, rewrite_args
     assert rewrite_main(["--index", str(tmp_path / "idx"), "--output", str(tmp_path / "f"), "--num-shards", "2",
                          "--shard", "0", *rewrite_args]) == 2
     assert "tfidf_max_df 0.5 (this run 1.0)" in capsys.readouterr().err
+
+
+def test_rewrite_shard_resumed_after_interruption_merges_the_same(tmp_path, rewrite_args):
+    assert rewrite_main(["--input", str(CAPTIONS), "--output", str(tmp_path / "one.jsonl"), *rewrite_args]) == 0
+    for i in range(2):
+        assert rewrite_main(["--input", str(CAPTIONS), "--output", str(tmp_path / "d"), "--num-shards", "2",
+                             "--shard", str(i), *rewrite_args]) == 0
+    # shard 1 "stopped" after 7 lines and half of the 8th: only its .partial is left
+    out = tmp_path / "d" / shard_name(1, 2, ".jsonl")
+    lines = out.read_bytes().splitlines(keepends=True)
+    out.with_name(out.name + ".partial").write_bytes(b"".join(lines[:7]) + lines[7][:20])
+    out.unlink()
+    out.with_name(out.name + ".positions.npy").unlink()
+    assert rewrite_main(["merge", "--input", str(tmp_path / "d"), "--output", str(tmp_path / "m.jsonl")]) == 2
+    assert rewrite_main(["--input", str(CAPTIONS), "--output", str(tmp_path / "d"), "--num-shards", "2",
+                         "--shard", "1", "--resume", *rewrite_args]) == 0
+    assert out.read_bytes() == b"".join(lines)
+    assert rewrite_main(["merge", "--input", str(tmp_path / "d"), "--output", str(tmp_path / "m.jsonl")]) == 0
+    assert (tmp_path / "m.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
