@@ -102,30 +102,42 @@ def check_multimodal_data(task: Any, cfg: Any, model_config: Any, config_path: s
     checked: dict[str, Any] = {}
     skipped: dict[str, Any] = {}
     for split in splits_in_use(task, cfg):
-        path = task.data_path(split)
-        ids = [str(ex["image_id"]) for ex in load_examples(path, kind)]
-        missing_set = {i for i in ids if i not in store}
-        missing = sorted(missing_set)
-        if missing and not cfg.skip_bad:
-            first = next(i for i in ids if i not in store)
-            raise DataError(path, _line_of(path, first), "image_id",
-                            f"{first!r} is not in the feature store {store.path}", "unknown_image",
-                            hint="convert its features into the store, remove the record, or set skip_bad=true")
-        if missing:
+        paths = task.data_paths(split)
+        read_from: list[str] = []
+        kept = 0
+        for index, path in enumerate(paths):
+            ids = [str(ex["image_id"]) for ex in load_examples(path, kind)]
+            missing_set = {i for i in ids if i not in store}
+            missing = sorted(missing_set)
+            if missing and not cfg.skip_bad:
+                first = next(i for i in ids if i not in store)
+                raise DataError(path, _line_of(path, first), "image_id",
+                                f"{first!r} is not in the feature store {store.path}", "unknown_image",
+                                hint="convert its features into the store, remove the record, or set skip_bad=true")
+            kept += sum(1 for i in ids if i not in missing_set)
+            if not missing:
+                read_from.append(path)
+                continue
             name = os.path.basename(path)
-            dst = os.path.join(task.output_dir, "checked_data", f"{split}{name[name.find('.'):] if '.' in name else ''}")
+            part = f".{index}" if len(paths) > 1 else ""
+            dst = os.path.join(task.output_dir, "checked_data",
+                               f"{split}{part}{name[name.find('.'):] if '.' in name else ''}")
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             dropped = _without_records_of(path, set(missing), dst)
             if dropped == 0:  # the format names images elsewhere (official retrieval lines): cannot filter by line
                 raise DataError(path, None, "image_id", f"{missing[0]!r} is not in the feature store {store.path}",
                                 "unknown_image", hint="skip_bad cannot leave out records of this format; convert "
                                                       "the missing images' features into the store")
-            task.checked_files[split] = dst
-            skipped[split] = {"unknown_image_records": dropped, "unknown_images": len(missing), "file": path,
-                              "read_from": dst, "first_missing": missing[:5]}
-            print(json.dumps({"skipped_bad_records": split, "unknown_image_records": dropped,
+            read_from.append(dst)
+            report = {"unknown_image_records": dropped, "unknown_images": len(missing), "file": path,
+                      "read_from": dst, "first_missing": missing[:5]}
+            key = split if len(paths) == 1 else f"{split}[{index}]"
+            skipped[key] = report
+            print(json.dumps({"skipped_bad_records": key, "unknown_image_records": dropped,
                               "unknown_images": len(missing), "read_from": dst}))
-        checked[split] = sum(1 for i in ids if i not in missing_set)
+        if read_from != paths:
+            task.checked_files[split] = read_from
+        checked[split] = kept
     if skipped:
         checked["skipped"] = skipped
     return checked
@@ -163,11 +175,11 @@ def check_heads(task: Any, cfg: Any, config_path: str) -> dict[str, Any]:
     if name == "ClassificationTask" and not task.regression:
         labels = set(task.labels)
         for split in splits_in_use(task, cfg):
-            path = task.data_path(split)
-            for n, ex in enumerate(load_examples(path, "classification"), start=1):
-                label = ex.get("label")
-                if label is not None and label != "" and str(label) not in labels:
-                    raise DataError(path, None, "label", f"example {n}: {label!r} is not one of the run's labels "
-                                    f"{task.labels}", "unknown_label",
-                                    hint="set `labels` in the config or fix <train dir>/labels.json")
+            for path in task.data_paths(split):
+                for n, ex in enumerate(load_examples(path, "classification"), start=1):
+                    label = ex.get("label")
+                    if label is not None and label != "" and str(label) not in labels:
+                        raise DataError(path, None, "label", f"example {n}: {label!r} is not one of the run's "
+                                        f"labels {task.labels}", "unknown_label",
+                                        hint="set `labels` in the config or fix <train dir>/labels.json")
     return checked

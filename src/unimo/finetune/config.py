@@ -6,7 +6,7 @@ before any model is built or data is read."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..registry import text_only_tasks
 from ..training.config import ModelConfig, TrainingConfig, VillaConfig
@@ -20,9 +20,10 @@ class DataConfig(ConfigBase):
     task: Optional[str] = None  # the task registry name (unimo.finetune.tasks)
     dataset: Optional[str] = None  # a label for output names and reports
     data_dir: Optional[str] = None  # relative data paths are resolved against it
-    train_file: Optional[str] = None
-    dev_file: Optional[str] = None
-    test_file: Optional[str] = None
+    # a split file is one path or a list read in order (VQA v2 as the paper: train_file: [train, val])
+    train_file: Optional[Union[str, list[str]]] = None
+    dev_file: Optional[Union[str, list[str]]] = None
+    test_file: Optional[Union[str, list[str]]] = None
     # extra evaluation splits, each read from a `<split>_file` key (e.g. MNLI dev_mismatched_file); dev* ones run
     # with do_eval, the others with do_test
     extra_eval_splits: Optional[list[str]] = None
@@ -72,8 +73,11 @@ class FinetuneConfig(TrainingConfig, ModelConfig, VillaConfig, DataConfig):
                              "set adv_steps=0")
 
     def split_file(self, split: str) -> Optional[str]:
-        """The file of a split: ``train_file``/``dev_file``/``test_file`` or an extra split's ``<split>_file``."""
+        """The (first) file of a split: ``train_file``/``dev_file``/``test_file`` or an extra split's
+        ``<split>_file``."""
         value: Any = self.get(f"{split}_file")
+        if isinstance(value, list):
+            value = value[0] if value else None
         return None if value is None else str(value)
 
     @classmethod

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -42,23 +42,38 @@ class Task:
 
     def __init__(self, cfg: FinetuneConfig, tokenizer: UnimoTokenizer, output_dir: str):
         self.cfg, self.tokenizer, self.output_dir = cfg, tokenizer, output_dir
-        # split -> the file to read instead of the configured one (the checked copy without the records that
+        # split -> the files to read instead of the configured ones (checked copies without the records that
         # `skip_bad: true` skipped, written by unimo.finetune.checks)
-        self.checked_files: dict[str, str] = {}
+        self.checked_files: dict[str, list[str]] = {}
 
     # -- data
-    def data_path(self, split: str) -> str:
+    def data_paths(self, split: str) -> list[str]:
+        """The files of a split, in order: ``<split>_file`` is one path or a list (VQA trains on train + val)."""
         if split in self.checked_files:
-            return self.checked_files[split]
+            return list(self.checked_files[split])
         key = f"{split}_file"
-        path = self.cfg.get(key)
-        if not path:
+        value = self.cfg.get(key)
+        if not value:
             raise KeyError(f"config has no {key}")
-        if not os.path.isabs(path) and self.cfg.get("data_dir"):
-            path = os.path.join(self.cfg["data_dir"], path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{key}: {path} does not exist")
-        return path
+        out = []
+        for path in ([value] if isinstance(value, str) else list(value)):
+            if not os.path.isabs(path) and self.cfg.get("data_dir"):
+                path = os.path.join(self.cfg["data_dir"], path)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{key}: {path} does not exist")
+            out.append(path)
+        return out
+
+    def data_path(self, split: str) -> str:
+        """The first file of a split (where a directory is looked up: labels.json, answer_vocab.json)."""
+        return self.data_paths(split)[0]
+
+    def read_examples(self, split: str, kind: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every record of the split's files, in order (``unimo.reader.datasets.load_examples`` per file)."""
+        from ...reader.datasets import load_examples
+
+        for path in self.data_paths(split):
+            yield from load_examples(path, kind, **kwargs)
 
     def has_split(self, split: str) -> bool:
         return bool(self.cfg.get(f"{split}_file"))

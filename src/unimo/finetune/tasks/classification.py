@@ -63,24 +63,24 @@ class ClassificationTask(Task):
 
     # -- reader
     def load(self, split: str) -> list[dict[str, Any]]:
-        path = self.data_path(split)
         task = "regression" if self.regression else "classification"
         records = []
         label_index = None if self.regression else {name: i for i, name in enumerate(self.labels)}
-        for line_no, ex in enumerate(load_examples(path, task), start=1):
-            rec = self.tokenizer.build_inputs(ex.get("text_a_ids", ex.get("text_a")),
-                                              ex.get("text_b_ids", ex.get("text_b")),
-                                              self.cfg.max_seq_len)
-            label = ex.get("label")
-            if label is not None and label != "":
-                if self.regression:
-                    rec["label"] = float(label)
-                else:
-                    if str(label) not in label_index:
-                        raise ValueError(f"{path} example {line_no}: label {label!r} not in {self.labels}")
-                    rec["label"] = label_index[str(label)]
-            rec["qid"] = ex.get("qid", line_no - 1)
-            records.append(rec)
+        for path in self.data_paths(split):
+            for line_no, ex in enumerate(load_examples(path, task), start=1):
+                rec = self.tokenizer.build_inputs(ex.get("text_a_ids", ex.get("text_a")),
+                                                  ex.get("text_b_ids", ex.get("text_b")),
+                                                  self.cfg.max_seq_len)
+                label = ex.get("label")
+                if label is not None and label != "":
+                    if self.regression:
+                        rec["label"] = float(label)
+                    else:
+                        if str(label) not in label_index:
+                            raise ValueError(f"{path} example {line_no}: label {label!r} not in {self.labels}")
+                        rec["label"] = label_index[str(label)]
+                rec["qid"] = ex.get("qid", len(records))  # default: the example's index in the split
+                records.append(rec)
         return records
 
     def collate(self, examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:

@@ -1,0 +1,68 @@
+"""A split file may be a list (VQA v2 as the paper: train on train + val): the task reads every file in order, data
+errors name the file they are in, and the fail-fast checks cover each file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def _task(tmp_path: Path, tokenizer, overrides: dict):
+    from unimo.finetune.run import load_run_config
+
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"base: {REPO / 'script/classification/SST-2/conf.yaml'}\n", encoding="utf-8")
+    task_cls, cfg = load_run_config(str(conf), {"data_dir": str(tmp_path), "init_checkpoint": None,
+                                                "model_config": str(REPO / "model_files/config/unimo_tiny_en.json"),
+                                                **overrides})
+    return task_cls(cfg, tokenizer, str(tmp_path / "out")), cfg
+
+
+def test_train_file_list_reads_every_file_in_order(tmp_path, tokenizer):
+    _write(tmp_path / "a.jsonl", [{"text_a": "good film", "label": "1"}, {"text_a": "bad film", "label": "0"}])
+    _write(tmp_path / "b.jsonl", [{"text_a": "fine plot", "label": "1"}])
+    task, cfg = _task(tmp_path, tokenizer, {"train_file": ["a.jsonl", "b.jsonl"], "dev_file": "b.jsonl"})
+    assert cfg.train_file == ["a.jsonl", "b.jsonl"]
+    assert task.data_paths("train") == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    records = task.load("train")
+    assert [r["label"] for r in records] == [1, 0, 1]
+    assert [r["qid"] for r in records] == [0, 1, 2]  # one index over the split, not per file
+    want = [tokenizer.build_inputs(t, None, cfg.max_seq_len)["input_ids"] for t in ("good film", "bad film",
+                                                                                    "fine plot")]
+    assert [r["input_ids"] for r in records] == want
+    assert task.load("dev")[0]["input_ids"] == want[2]
+
+
+def test_a_bad_record_in_the_second_file_names_that_file(tmp_path, tokenizer):
+    from unimo.finetune.checks import check_heads
+
+    _write(tmp_path / "a.jsonl", [{"text_a": "good film", "label": "1"}])
+    _write(tmp_path / "b.jsonl", [{"text_a": "fine plot", "label": "1"}, {"text_a": "odd", "label": "7"}])
+    task, cfg = _task(tmp_path, tokenizer, {"train_file": ["a.jsonl", "b.jsonl"], "dev_file": None,
+                                            "do_eval": False})
+    with pytest.raises(Exception) as caught:
+        check_heads(task, cfg, "conf.yaml")
+    assert str(tmp_path / "b.jsonl") in str(caught.value) and "'7'" in str(caught.value)
+
+
+def test_a_missing_file_of_the_list_is_named(tmp_path, tokenizer):
+    _write(tmp_path / "a.jsonl", [{"text_a": "good film", "label": "1"}])
+    task, _ = _task(tmp_path, tokenizer, {"train_file": ["a.jsonl", "nope.jsonl"]})
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        task.data_paths("train")
+
+
+def test_list_override_from_the_command_line(tmp_path, tokenizer):
+    _write(tmp_path / "a.jsonl", [{"text_a": "good film", "label": "1"}])
+    _, cfg = _task(tmp_path, tokenizer, {"train_file": "a.jsonl"})
+    assert cfg.train_file == "a.jsonl"
+    from unimo.utils.config import parse_overrides
+
+    assert parse_overrides(["train_file=[a.jsonl, b.jsonl]"])["train_file"] == ["a.jsonl", "b.jsonl"]
