@@ -148,8 +148,10 @@ def test_report_json_and_markdown(runs_dir: Path, tmp_path: Path):
     assert column(rep, "CoQA", "F1")["ours"]["base"]["value"] == 78.54                  # already percent
     assert column(rep, "COCO Caption", "CIDEr-D")["ours"]["base"]["value"] == 124.43     # CIDEr-D x 100
     assert column(rep, "COCO Caption", "BLEU-4")["ours"]["base"]["value"] == 38.81
-    assert "| VQA v2 | test-dev | test-dev | 73.79 | 73.79 | 70.10 [dev] | 75.06 | not run |" in text
+    # VQA: each number under its real split - val accuracy is not a test-dev number
+    assert "| VQA v2 | test-dev | test-dev | 73.79 | 73.79 | run, no value | 75.06 | not run |" in text
     assert "|  | test-std | test-std | 74.02 | 74.02 | run, no value | 75.27 | not run |" in text
+    assert "|  | val (local) | dev | – | – | 70.10 | – | not run |" in text
     assert "| Flickr30k | IR R@1 | test | – | 74.66 | 74.66 (random init) | 78.04 | not run |" in text
     assert "|  | IR R@5 | test | – | 93.40 | run, no value | 94.24 | not run |" in text
     # size from the config's name when the file is gone
@@ -227,3 +229,23 @@ def test_invalid_fields(tmp_path: Path, content, message):
 def test_missing_results_folder(tmp_path: Path):
     proc = run_cli("--results", str(tmp_path / "nope"))
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
+
+
+def test_evaluation_server_scores_fill_the_hidden_splits(tmp_path: Path):
+    """VQA v2 trained on train + val: the run has no local metric; the EvalAI numbers put next to its results.json
+    appear under test-dev / test-std, and a broken scores file is an error naming it."""
+    root = tmp_path / "runs"
+    run = write_run(root, "vqa_trainval", "vqa", "VQAv2", {"test": {}})
+    (run / "evalai_scores.json").write_text(json.dumps({"test-dev": {"vqa_acc": 73.61}, "test-std": {"vqa_acc": 73.9}}))
+    md, js = tmp_path / "report.md", tmp_path / "report.json"
+    proc = run_cli("--results", str(root), "--output", str(md), "--json", str(js))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(js.read_text())
+    assert column(rep, "VQA v2", "test-dev")["ours"]["base"]["value"] == 73.61
+    assert column(rep, "VQA v2", "test-std")["ours"]["base"]["value"] == 73.9
+    assert column(rep, "VQA v2", "val (local)")["ours"]["base"]["value"] is None
+    assert "| VQA v2 | test-dev | test-dev | 73.79 | 73.79 | 73.61 | 75.06 | not run |" in md.read_text()
+    (run / "evalai_scores.json").write_text('{"test-dev": [1]}')
+    proc = run_cli("--results", str(root))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {run / 'evalai_scores.json'}: metrics.test-dev")
