@@ -40,6 +40,7 @@ from preprocess.datasets.common import file_mode
 from preprocess.extractors import ExtractorError, available_backends, create_extractor
 from unimo.reader.feature_store import check_store_destination
 from unimo.reader.features import FeatureStoreWriter, RegionFeatures
+from unimo.utils.cli import HelpFormatter
 from unimo.utils.errors import DataError, UserError, run_cli
 from unimo.utils.io import atomic_write
 from unimo.utils.shards import (PARTITION_RULE, add_distributor_arguments, add_shard_arguments,
@@ -200,7 +201,7 @@ def extract_directory(images_dir: str | os.PathLike, output: str | os.PathLike, 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m preprocess.extract_features", description=__doc__.split("\n")[0],
-                                epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n", 1)[1], formatter_class=HelpFormatter)
     p.add_argument("--input", "--images", dest="images", required=True,
                    help="folder of images (--images: the old spelling)")
     p.add_argument("--output", required=True,

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from unimo.reader.feature_store import (ShardedFeatureStore, check_store_destination, merge_feature_stores,
                                        write_manifest)
 from unimo.reader.features import (FORMATS, FeatureFormatError, FeatureStore, FeatureStoreWriter, read_features)
+from unimo.utils.cli import HelpFormatter
 from unimo.utils.errors import UserError, run_cli
 from unimo.utils.io import write_json_atomic
 from unimo.utils.shards import (PARTITION_RULE, add_distributor_arguments, add_shard_arguments,
@@ -215,9 +216,9 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m preprocess.features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("convert", help="convert a feature dump into a store")
+    c = sub.add_parser("convert", formatter_class=HelpFormatter, help="convert a feature dump into a store")
     c.add_argument("--input", required=True, help="file, .gz file or directory of them (uniter-npz: dir of .npz)")
     c.add_argument("--input-format", required=True, choices=FORMATS, help="dump format")
     c.add_argument("--output", required=True,
@@ -244,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributor_arguments(c)
     _json_arg(c)
     c.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on stderr)")
-    m = sub.add_parser("merge", help="write one store from a sharded store (directory of shard stores or manifest)",
+    m = sub.add_parser("merge", formatter_class=HelpFormatter, help="write one store from a sharded store (directory of shard stores or manifest)",
                        description="Write one store from the shard stores under --input (a directory written by "
                                    "convert/extract_features --num-shards N, or a manifest). For the N shards of one "
                                    "run the result is byte for byte the store the unsharded run writes.")
@@ -254,11 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing store at --output (only its own files; default: an error)")
     _json_arg(m)
     m.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on stderr)")
-    mf = sub.add_parser("manifest", help="write a manifest that lists stores to read as one sharded store")
+    mf = sub.add_parser("manifest", formatter_class=HelpFormatter, help="write a manifest that lists stores to read as one sharded store")
     mf.add_argument("--input", nargs="+", required=True, help="store directories (or sharded stores) to list")
     mf.add_argument("--output", required=True, help="manifest file to write (JSON)")
     mf.add_argument("--overwrite", action="store_true", help="replace an existing manifest (default: an error)")
-    i = sub.add_parser("inspect", help="print a store summary or one image as JSON")
+    i = sub.add_parser("inspect", formatter_class=HelpFormatter, help="print a store summary or one image as JSON")
     i.add_argument("store", nargs="?", default=None,
                    help="feature store (directory, directory of shard stores or manifest); or give --features")
     i.add_argument("--features", default=None, help="the feature store (same as the positional STORE)")

@@ -20,6 +20,7 @@ import sys
 
 from pathlib import Path
 
+from unimo.utils.cli import HelpFormatter
 from unimo.utils.errors import run_cli
 from unimo.utils.shards import (add_distributor_arguments, add_shard_arguments, check_shard_arguments,
                                 ray_shards, run_shards_with_ray)
@@ -93,10 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _with_defaults(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Every option's help shows its default."""
-    for action in p._actions:
-        if action.help and action.default is not argparse.SUPPRESS and "default" not in action.help:
-            action.help += " (default: %(default)s)"
+    """Every option's help shows its default (the project's formatter)."""
+    p.formatter_class = HelpFormatter
     return p
 
 
