@@ -33,7 +33,7 @@ from finetune_helpers import max_abs_diff, run_script, subset, train_log, weight
 
 CLS = "script/classification/SST-2/run.sh"
 CAPTION = "script/img2txt/coco/run.sh"
-VQA = "script/vqa/VQAv2/run.sh"
+VQA = "script/vqa/VQAv2_val/run.sh"
 VE = "script/visual_entailment/SNLI-VE/run.sh"
 NO_DROPOUT = ["hidden_dropout_prob=0", "attention_probs_dropout_prob=0"]
 

@@ -68,7 +68,7 @@ def _losses(out: Path) -> list[float]:
 
 
 def test_vqa(demo, pretrained, tmp_path):
-    res = _run("script/vqa/VQAv2/run.sh", tmp_path, pretrained, f"data_dir={demo}/vqa",
+    res = _run("script/vqa/VQAv2_val/run.sh", tmp_path, pretrained, f"data_dir={demo}/vqa",
                f"feature_store={demo}/world/features/store", "test_file=null", "epochs=6", "batch_size=32")
     dev = res["metrics"]["dev"]
     assert dev["vqa_acc"] > dev["majority_answer_acc"] + 15, dev

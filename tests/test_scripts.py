@@ -98,6 +98,7 @@ OFFICIAL = {  # conf dir -> (task, key metric, model size, checkpoint name, expe
                                   {**RET, "batch_size": 2, "score_batch_size": 96}),
     "vqa/VQAv2": ("vqa", "vqa_acc", "base", "unimo_base_en", {}),     # no official recipe
     "vqa/VQAv2_large": ("vqa", "vqa_acc", "large", "unimo_large_en", {}),
+    "vqa/VQAv2_val": ("vqa", "vqa_acc", "base", "unimo_base_en", {}),
 }
 # official devices per run (spec section 4 "Distributed launch" and 5.1-5.6): global batch = batch_size x devices
 DEVICES = {"classification/SST-2": 8, "classification/MNLI-AX": 8, "regression/STS-B": 8, "classification/CoLA": 4,
@@ -138,8 +139,10 @@ def test_conf_loads_and_is_consistent(conf, tokenizer, tmp_path, monkeypatch):
     task_cls, cfg = load_run_config(str(conf), {})
     assert (REPO / cfg["model_config"]).is_file(), f"{conf}: model_config {cfg['model_config']} missing"
     assert Path(cfg["model_config"]).parent == Path("model_files/config")
-    for key in ("train_file", "dev_file"):
-        assert cfg.get(key), f"{conf}: no {key}"
+    assert cfg.get("train_file"), f"{conf}: no train_file"
+    # an evaluated split has its file (VQA v2 as the paper trains on val and evaluates on test only)
+    assert cfg.get("dev_file") or not cfg.get("do_eval"), f"{conf}: do_eval without dev_file"
+    assert cfg.get("test_file") or not cfg.get("do_test"), f"{conf}: do_test without test_file"
     assert cfg.get("output_dir") and cfg.get("data_dir") and cfg.get("dataset")
     read = _names_read_in_src() | PENDING_KEYS
     # split files are read as f"{split}_file"

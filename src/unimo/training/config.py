@@ -148,8 +148,8 @@ class ModelConfig(ConfigBase):
 
 
 _DOWNLOAD_HINT = ("get it with `bash model_files/download_unimo_base_en.sh` (or _large_en) and "
-                  "`bash script/convert/legacy.sh --src model_files/unimo_base_en --config "
-                  "model_files/config/unimo_base_en.json --dst model_files/unimo_base_en_paddle`, "
+                  "`bash script/convert/legacy.sh --input model_files/unimo_base_en --config "
+                  "model_files/config/unimo_base_en.json --output model_files/unimo_base_en_paddle`, "
                   "or set init_checkpoint=null to train from scratch")
 
 

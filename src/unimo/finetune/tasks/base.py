@@ -65,8 +65,11 @@ class Task:
         return out
 
     def data_path(self, split: str) -> str:
-        """The first file of a split (where a directory is looked up: labels.json, answer_vocab.json)."""
-        return self.data_paths(split)[0]
+        """The one file of a split (a reader that reads a list goes through ``data_paths`` / ``read_examples``)."""
+        paths = self.data_paths(split)
+        if len(paths) != 1:
+            raise ValueError(f"{split}_file: {type(self).__name__} reads one file per split here, got {len(paths)}")
+        return paths[0]
 
     def read_examples(self, split: str, kind: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every record of the split's files, in order (``unimo.reader.datasets.load_examples`` per file)."""

@@ -50,7 +50,7 @@ class ClassificationTask(Task):
             if self.cfg.labels:
                 self._labels = [str(x) for x in self.cfg.labels]
             else:
-                path = os.path.join(os.path.dirname(self.data_path("train")), "labels.json")
+                path = os.path.join(os.path.dirname(self.data_paths("train")[0]), "labels.json")
                 if not os.path.exists(path):
                     raise FileNotFoundError(f"no `labels` in the config and no {path}")
                 with open(path, encoding="utf-8") as f:
