@@ -1,9 +1,9 @@
 """Raw images -> region features in the canonical feature store (``unimo.reader.features.FeatureStore``).
 
-    python -m preprocess.extract_features --images DIR --output STORE --backend classic \
+    python -m preprocess.extract_features --input DIR --output STORE --backend classic \
         [--feature-dim 2048] [--max-boxes 36] [--min-boxes 10] [--fp16] [--skip-bad]
-    python -m preprocess.extract_features --images DIR --output STORE --backend grid --weights resnet50.pdparams
-    python -m preprocess.extract_features --images DIR --output STORES --num-shards N --shard I   # shard I of N
+    python -m preprocess.extract_features --input DIR --output STORE --backend grid --weights resnet50.pdparams
+    python -m preprocess.extract_features --input DIR --output STORES --num-shards N --shard I   # shard I of N
 
 With ``--num-shards N --shard I`` only the images whose id falls in shard I (crc32 of the UTF-8 image id mod N:
 stable across runs and machines) are extracted, into ``STORES/shard-IIIII-of-NNNNN``; every reader of a feature

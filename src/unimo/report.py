@@ -533,15 +533,22 @@ def collect(paths: Sequence[str], skip_bad: bool = False,
     return merge_eval_runs(runs), skipped
 
 
-def _main(argv: Optional[Iterable[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unimo.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    from .utils.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m unimo.report", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--results", nargs="+", default=["output"],
-                        help="folders searched recursively for results.json, or results files (default: output)")
-    parser.add_argument("--output", help="markdown report path (default: print it)")
-    parser.add_argument("--json", dest="json_path", help="also write the report as JSON here (default: none)")
+                        help="folders searched recursively for results.json, or results files")
+    parser.add_argument("--output", default=None, help="markdown report path (none: print it)")
+    parser.add_argument("--json", dest="json_path", default=None, metavar="PATH",
+                        help="also write the report as JSON to PATH")
     parser.add_argument("--skip-bad", action="store_true",
-                        help="skip unreadable / invalid results files, counted (default: the first is an error)")
+                        help="skip unreadable / invalid results files, counted (otherwise the first is an error)")
+    return parser
+
+
+def _main(argv: Optional[Iterable[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     not_runs: list[dict[str, str]] = []
     runs, skipped = collect(args.results, args.skip_bad, not_runs)

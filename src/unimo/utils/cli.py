@@ -16,14 +16,17 @@ import sys
 from typing import Any, Optional
 
 # the spellings replaced by the convention (accepted, not shown in --help)
-DEPRECATED_ALIASES = frozenset({"--checkpoint", "--feature-store", "--src", "--dst", "--out"})
+DEPRECATED_ALIASES = frozenset({"--checkpoint", "--feature-store", "--src", "--dst", "--out", "--pairs", "--images",
+                                "--summary"})
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Raw description/epilog, ``(default: ...)`` after every option's help, deprecated aliases hidden."""
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
-        shown = [s for s in action.option_strings if s not in DEPRECATED_ALIASES]
+        # an old spelling is hidden where it is an alias; where it is still an option's only name (predict --images,
+        # eval_retrieval --pairs) it stays
+        shown = [s for s in action.option_strings if s not in DEPRECATED_ALIASES] or list(action.option_strings)
         if action.option_strings and shown != action.option_strings:
             action = argparse.Action(shown, action.dest, nargs=action.nargs, metavar=action.metavar,
                                      help=action.help, choices=action.choices, default=action.default,
