@@ -130,6 +130,24 @@ def _activation(name: str):
 # ----------------------------------------------------------------------------------------------------------------
 # Incremental decoding cache
 # ----------------------------------------------------------------------------------------------------------------
+def cached_attention(q: paddle.Tensor, src_k: paddle.Tensor, src_v: paddle.Tensor, buf_k: paddle.Tensor,
+                     buf_v: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
+    """Decoding attention of ``q`` [B, T, heads, head_dim] over ``[source ; buffer]`` keys/values (head-major,
+    [B, heads, Ls, head_dim] and [B, heads, cap, head_dim]) in one softmax; ``bias`` [B, 1, T, Ls + cap] additive
+    (the buffer's unwritten positions blocked). Returns [B, T, heads, head_dim].
+
+    Shared by :class:`KVCache` and the exported decode step (``unimo.export``): no Python on tensor values, so the
+    same sequence of operations runs in dygraph and in the exported static graph."""
+    scale = 1.0 / float(q.shape[-1]) ** 0.5  # head_dim: a static dimension in both modes
+    qh = q.transpose([0, 2, 1, 3]) * scale  # [B, H, T, D]
+    ls = src_k.shape[2]
+    scores = paddle.concat([paddle.matmul(qh, src_k, transpose_y=True),
+                            paddle.matmul(qh, buf_k, transpose_y=True)], axis=-1)  # [B, H, T, ls + cap]
+    probs = F.softmax(scores + bias, axis=-1)
+    out = paddle.matmul(probs[:, :, :, :ls], src_v) + paddle.matmul(probs[:, :, :, ls:], buf_v)
+    return out.transpose([0, 2, 1, 3])
+
+
 class KVCache:
     """Per-layer projected keys/values for incremental decoding, kept head-major ([rows, heads, t, head_dim]).
 
@@ -197,15 +215,9 @@ class KVCache:
         buf_k[:, :, g:g + t] = kh  # in place
         buf_v[:, :, g:g + t] = vh
         self.gen_len[layer] = g + t
-        scale = 1.0 / float(int(q.shape[-1])) ** 0.5
-        qh = q.transpose([0, 2, 1, 3]) * scale  # [B, H, T, D]
         ls = int(self.src_k[layer].shape[2])
-        scores = paddle.concat([paddle.matmul(qh, self.src_k[layer], transpose_y=True),
-                                paddle.matmul(qh, buf_k, transpose_y=True)], axis=-1)  # [B, H, T, ls + cap]
-        scores = scores + self._padded_bias(attn_bias, q, ls + cap)
-        probs = F.softmax(scores, axis=-1)
-        out = paddle.matmul(probs[:, :, :, :ls], self.src_v[layer]) + paddle.matmul(probs[:, :, :, ls:], buf_v)
-        return out.transpose([0, 2, 1, 3])
+        bias = self._padded_bias(attn_bias, q, ls + cap)
+        return cached_attention(q, self.src_k[layer], self.src_v[layer], buf_k, buf_v, bias)
 
     def _padded_bias(self, attn_bias: Optional[paddle.Tensor], q: paddle.Tensor, width: int) -> paddle.Tensor:
         """The caller's bias [B, 1, T, ls + g + T] padded to the buffer width with the blocked value (built once per
