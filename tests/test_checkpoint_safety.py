@@ -183,3 +183,33 @@ def test_resume_refuses_a_crafted_training_checkpoint(tmp_path):
         assert line.startswith(f"REFUSED {folder / victim}: refused to load: the pickle needs the global "
                                "posix.system"), line
     assert not marker.exists()
+
+
+def test_a_run_refuses_a_crafted_init_checkpoint_and_trust_pickle_is_a_config_key(tmp_path, backbone):
+    """Through the fine-tuning entry point: a crafted init_checkpoint is one error line naming the file (exit 2),
+    its command never runs; `trust_pickle` is a declared key of every run (resume and init)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    d = tmp_path / "shared"
+    backbone.save_pretrained(str(d), weights_format="pdparams")
+    marker = tmp_path / "pwned"
+    write_exploit(d / "model_state.pdparams", marker)
+    (tmp_path / "train.jsonl").write_text('{"text_a": "good", "label": "1"}\n', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    env.pop("UNIMO_DEBUG", None)
+    proc = subprocess.run([sys.executable, str(repo / "src/unimo/finetune/run.py"), "--config",
+                           str(repo / "script/classification/SST-2/conf.yaml"), f"init_checkpoint={d}",
+                           f"model_config={repo / 'model_files/config/unimo_tiny_en.json'}", f"data_dir={tmp_path}",
+                           "train_file=train.jsonl", "dev_file=null", "do_eval=false", "global_batch_size=null",
+                           "lr_schedule=linear", f"output_dir={tmp_path / 'out'}"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and str(d / "model_state.pdparams") in errors[0] and "posix.system" in errors[0], errors
+    assert not marker.exists()
+    from unimo.training.config import TrainingConfig
+
+    assert TrainingConfig.field_types()["trust_pickle"] is bool and TrainingConfig().trust_pickle is False

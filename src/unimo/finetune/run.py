@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         evaluate_fn=task.evaluate if (cfg.do_eval and task.has_split("dev")) else None,
         key_metric=task.key_metric, greater_is_better=task.greater_is_better,
         lr_decay_epochs=cfg.lr_decay_epochs, save_fn=task.save_checkpoint, visualdl=cfg.visualdl,
-        lr_schedule_scale=cfg.lr_schedule_scale())
+        lr_schedule_scale=cfg.lr_schedule_scale(), trust_pickle=cfg.trust_pickle)
     world = training_args.world_size
     global_batch = cfg.batch_size * cfg.gradient_accumulation_steps * world
     started = time.time()

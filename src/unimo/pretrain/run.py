@@ -200,7 +200,8 @@ def build(cfg: "PretrainConfig") -> dict[str, Any]:
     paddle.seed(int(cfg.seed))
     init = cfg.get("init_checkpoint")
     if init:
-        model = UnimoForPretraining.from_pretrained(init, config=model_config, **kwargs)
+        model = UnimoForPretraining.from_pretrained(init, config=model_config, trust_pickle=cfg.trust_pickle,
+                                                    **kwargs)
         print(json.dumps({"init_checkpoint": init, "missing_initialised": model.load_report.missing,
                           "unused_in_checkpoint": model.load_report.unexpected}))
     else:
@@ -215,7 +216,7 @@ def build(cfg: "PretrainConfig") -> dict[str, Any]:
         evaluate_fn = _retrieval_fn(eval_pairs, images, tokenizer, dcfg.max_caption_len, int(cfg.eval_batch_size))
     trainer = pretrain_trainer_class()(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                               evaluate_fn=evaluate_fn, key_metric=None, visualdl=cfg.visualdl,
-                              lr_schedule_scale=cfg.lr_schedule_scale())
+                              lr_schedule_scale=cfg.lr_schedule_scale(), trust_pickle=cfg.trust_pickle)
     return {"cfg": cfg, "data_config": dcfg, "tokenizer": tokenizer, "images": images, "dataset": dataset,
             "collator": collator, "model": model, "trainer": trainer, "training_args": training_args,
             "summaries": summaries, "eval_pairs": eval_pairs, "items_per_step": items_per_step}

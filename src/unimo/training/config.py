@@ -21,6 +21,9 @@ class TrainingConfig(ConfigBase):
 
     output_dir: Optional[str] = None  # default output/<task>_<dataset> (fine-tuning), output/pretrain
     resume_from_checkpoint: Optional[str] = None  # a checkpoint-N directory of the same run: exact resume
+    # resuming reads the checkpoint's pickles (optimizer, scheduler, RNG) through a restricted unpickler that
+    # rebuilds arrays only; true: Paddle's own loader, which can run code (only for checkpoints you trust)
+    trust_pickle: bool = False
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 16  # per device

@@ -94,7 +94,7 @@ class Task:
     def load_or_init(self, model_cls, config: UnimoConfig, **kwargs: Any):
         init = self.cfg.get("init_checkpoint")
         if init:
-            model = model_cls.from_pretrained(init, config=config, **kwargs)
+            model = model_cls.from_pretrained(init, config=config, trust_pickle=self.cfg.trust_pickle, **kwargs)
             report = model.load_report
             print(json.dumps({"init_checkpoint": init, "missing_initialised": report.missing,
                               "unused_in_checkpoint": report.unexpected}))
