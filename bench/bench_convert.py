@@ -102,7 +102,7 @@ def main() -> None:
         synth_s = time.perf_counter() - t0
         base_wall, base_rss = run_child([], code="import unimo, paddle, unimo.convert")
         wall, rss = run_child(["unimo.convert", "legacy", "--src", src, "--config", args.config, "--dst", dst])
-        out_bytes = os.path.getsize(os.path.join(dst, "model_state.pdparams"))
+        out_bytes = os.path.getsize(os.path.join(dst, "model.safetensors"))
         exp_wall, exp_rss = run_child(["unimo.convert", "export-legacy", "--src", dst, "--dst", back])
         mismatched = [n for n in os.listdir(back)
                       if open(os.path.join(src, n), "rb").read() != open(os.path.join(back, n), "rb").read()]
@@ -115,7 +115,7 @@ def main() -> None:
             "legacy_to_ours": {"wall_s": round(wall, 2), "peak_rss_mb": round(rss / 2**20, 1),
                                "peak_rss_over_checkpoint": round(rss / ckpt_bytes, 3),
                                "rss_above_import_mb": round((rss - base_rss) / 2**20, 1),
-                               "pdparams_mb": round(out_bytes / 2**20, 1)},
+                               "safetensors_mb": round(out_bytes / 2**20, 1)},
             "ours_to_legacy": {"wall_s": round(exp_wall, 2), "peak_rss_mb": round(exp_rss / 2**20, 1),
                                "files": len(os.listdir(back)), "bit_exact": not mismatched},
             "targets": {"wall_s": 30, "peak_rss_over_checkpoint": 2.0},

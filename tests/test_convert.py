@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from unimo.model.modeling import read_weights
+
 from unimo.convert import ConversionError, LegacyFormatError, convert_legacy, export_legacy
 from unimo.convert import legacy_format as lf
 from unimo.convert.names import detect_task
@@ -395,7 +397,7 @@ def test_missing_variables_are_listed_and_seeded(tiny_legacy, tmp_path):
                        "unimo.pooled_fc_image.bias", *(f"lm_head.{k}" for k in (
                            "mask_lm_trans_fc.weight", "mask_lm_trans_fc.bias", "mask_lm_trans_layer_norm.weight",
                            "mask_lm_trans_layer_norm.bias", "mask_lm_out_fc_bias"))}
-    a, b, c = (paddle.load(str(tmp_path / x / "model_state.pdparams"), return_numpy=True) for x in "abc")
+    a, b, c = (read_weights(str(tmp_path / x / "model.safetensors")) for x in "abc")
     w = a["unimo.image_emb.weight"]
     np.testing.assert_array_equal(w, b["unimo.image_emb.weight"])  # same seed, same fresh weights
     assert not np.array_equal(w, c["unimo.image_emb.weight"])
@@ -473,8 +475,8 @@ def test_bad_inputs_raise_and_write_nothing(tiny_legacy, tmp_path):
     with pytest.raises(ConversionError, match="--overwrite"):
         convert_legacy(str(src), TINY, str(dst), task="generation")
     convert_legacy(str(src), TINY, str(dst), task="generation", overwrite=True)
-    assert sorted(os.listdir(dst)) == ["conversion_report.json", "keep.txt", "model_config.json",
-                                       "model_state.pdparams"]
+    assert sorted(os.listdir(dst)) == ["conversion_report.json", "keep.txt", "model.safetensors",
+                                       "model_config.json"]
 
 
 def test_unknown_files_are_listed_not_fatal(tiny_legacy, tmp_path):
@@ -492,7 +494,7 @@ def test_export_refuses_foreign_keys(tiny_legacy, tmp_path):
 
     src, _ = tiny_legacy
     out = tmp_path / "ours"
-    convert_legacy(str(src), TINY, str(out), task="backbone")
+    convert_legacy(str(src), TINY, str(out), task="backbone", weights_format="pdparams")
     state = paddle.load(str(out / "model_state.pdparams"))
     state["extra.weight"] = paddle.zeros([2])
     paddle.save(state, str(out / "model_state.pdparams"))
@@ -563,3 +565,23 @@ def test_wrapper_scripts(tiny_legacy, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "back" / "match_fc.w_0").read_bytes() == (src / "match_fc.w_0").read_bytes()
     assert 'unimo.convert roberta "$@"' in (REPO / "script/convert/roberta.sh").read_text()
+
+
+def test_streamed_safetensors_equals_the_pickle_and_loads_with_the_safetensors_library(tiny_legacy, tmp_path):
+    """The default output is model.safetensors, written tensor by tensor: the safetensors library (an independent
+    reader) loads exactly the arrays the pdparams output holds, and its header is 8-byte aligned."""
+    import paddle
+    from safetensors.numpy import load_file
+
+    src, _ = tiny_legacy
+    convert_legacy(str(src), TINY, str(tmp_path / "st"), task="generation", seed=3)
+    convert_legacy(str(src), TINY, str(tmp_path / "pd"), task="generation", seed=3, weights_format="pdparams")
+    st = load_file(str(tmp_path / "st" / "model.safetensors"))
+    pd = paddle.load(str(tmp_path / "pd" / "model_state.pdparams"), return_numpy=True)
+    pd.pop("StructuredToParameterName@@", None)
+    assert sorted(st) == sorted(pd)
+    for k in st:
+        assert st[k].dtype == np.float32 and np.array_equal(st[k], pd[k]), k
+    raw = (tmp_path / "st" / "model.safetensors").read_bytes()
+    assert int.from_bytes(raw[:8], "little") % 8 == 0
+    assert not (tmp_path / "st" / "model_state.pdparams").exists()

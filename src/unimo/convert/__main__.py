@@ -33,6 +33,8 @@ def _task_args(p: argparse.ArgumentParser) -> None:
                                                                   "count (default: from the checkpoint's head)")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameters left freshly initialised")
     p.add_argument("--dry-run", action="store_true", help="check names, shapes and files; write nothing")
+    p.add_argument("--weights-format", choices=("safetensors", "pdparams"), default="safetensors",
+                   help="model.safetensors (opening it runs no code) or PaddleNLP's model_state.pdparams")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "--src", dest="input", required=True,
                    help="save_persistables directory (one file per variable)")
     p.add_argument("--config", required=True, help="UNIMO JSON config (e.g. model_files/config/unimo_base_en.json)")
-    _common(p, "output directory (model_config.json, model_state.pdparams, conversion_report.json)")
+    _common(p, "output directory (model_config.json, model.safetensors, conversion_report.json)")
     _task_args(p)
     p.add_argument("--allow-missing", action="store_true",
                    help="freshly initialise backbone tensors the checkpoint lacks, listed (default: such a checkpoint "
@@ -78,14 +80,14 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "legacy":
             report = convert_legacy(args.input, args.config, args.output, task=args.task, num_labels=args.num_labels,
                                     seed=args.seed, overwrite=args.overwrite, dry_run=args.dry_run,
-                                    allow_missing=args.allow_missing)
+                                    allow_missing=args.allow_missing, weights_format=args.weights_format)
         elif args.command == "export-legacy":
             report = export_legacy(args.input, args.output, overwrite=args.overwrite,
                                    trust_pickle=args.trust_pickle)
         else:
             report = convert_roberta(args.input, args.output, task=args.task, num_labels=args.num_labels,
                                      base_config=args.config, seed=args.seed, overwrite=args.overwrite,
-                                     dry_run=args.dry_run)
+                                     dry_run=args.dry_run, weights_format=args.weights_format)
     except ValueError as e:  # the readers' value checks (a bad file or value): an input error, as before
         if isinstance(e, UserError):
             raise

@@ -2,7 +2,8 @@
 and atomic output directories.
 
 Memory: the target model is built under ``paddle.LazyGuard`` (parameters have names and shapes but no storage),
-and ``model_state.pdparams`` is written by a pickler that materialises one array at a time and keeps no memo, so
+and the weights are written one array at a time (``model.safetensors``: header first, then each array;
+``model_state.pdparams``: a pickler that materialises one array at a time and keeps no memo), so
 converting a checkpoint needs about one tensor's worth of memory beyond the interpreter instead of two full copies
 of the weights (model + ``paddle.save``'s numpy copy). The file is the same pickle ``paddle.save`` writes for a
 state dict (``{key: ndarray, ..., "StructuredToParameterName@@": {key: param name}}``, protocol 4), so
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from ..model.configuration import CONFIG_NAME, UnimoConfig
-from ..model.modeling import WEIGHTS_NAME
+from ..model.modeling import SAFE_WEIGHTS_NAME, WEIGHTS_NAME, WEIGHTS_FORMATS
 from ..utils.errors import UserError
 from ..utils.io import atomic_directory as _atomic_directory
 
@@ -138,20 +139,50 @@ def write_state_dict(path: str, producers: dict[str, Callable[[], np.ndarray]], 
     from tqdm import tqdm
 
     def check(key: str, array: np.ndarray) -> np.ndarray:
-        array = np.asarray(array)
-        if array.dtype != np.float32:
-            raise ConversionError(f"{key}: dtype {array.dtype}, expected float32")
-        if tuple(array.shape) != shapes[key]:
-            raise ConversionError(f"{key}: shape {list(array.shape)} does not match the model {list(shapes[key])}")
-        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
-        if bad:
-            raise ConversionError(f"{key}: {bad} non-finite values (NaN/Inf) of {array.size}")
-        return np.ascontiguousarray(array)
+        return _checked(key, array, shapes)
 
     state: dict[str, Any] = {k: _Deferred(k, fn) for k, fn in producers.items()}
     state[_NAME_TABLE_KEY] = dict(param_names)
     with open(path, "wb") as f, tqdm(total=len(producers), desc=desc, unit="tensor", disable=None) as bar:
         _StreamingPickler(f, check, bar).dump(state)
+
+
+def write_safetensors(path: str, producers: dict[str, Callable[[], np.ndarray]],
+                      shapes: dict[str, tuple[int, ...]], desc: str = "writing") -> None:
+    """Write ``model.safetensors`` with one array in memory at a time: every tensor is float32 of a known shape, so
+    the header (names, dtypes, shapes, byte offsets) is written first and the arrays follow in its order, each
+    checked (dtype, shape, finite) as it is produced. The layout is the safetensors format (8-byte little-endian
+    header size, JSON header padded with spaces to a multiple of 8, then the raw little-endian data), read by
+    ``safetensors.numpy.load_file`` and ``from_pretrained``."""
+    from tqdm import tqdm
+
+    header: dict[str, Any] = {"__metadata__": {"format": "np"}}
+    offset = 0
+    for key in producers:
+        size = 4 * int(np.prod(shapes[key], dtype=np.int64))
+        header[key] = {"dtype": "F32", "shape": list(shapes[key]), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f, tqdm(total=len(producers), desc=desc, unit="tensor", disable=None) as bar:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for key, produce in producers.items():
+            array = _checked(key, produce(), shapes)
+            f.write(array.astype("<f4", copy=False).tobytes())
+            bar.update(1)
+
+
+def _checked(key: str, array: Any, shapes: dict[str, tuple[int, ...]]) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype != np.float32:
+        raise ConversionError(f"{key}: dtype {array.dtype}, expected float32")
+    if tuple(array.shape) != shapes[key]:
+        raise ConversionError(f"{key}: shape {list(array.shape)} does not match the model {list(shapes[key])}")
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ConversionError(f"{key}: {bad} non-finite values (NaN/Inf) of {array.size}")
+    return np.ascontiguousarray(array)
 
 
 def save_config(directory: str, model) -> None:
@@ -217,10 +248,14 @@ def load_config(path: str) -> UnimoConfig:
 
 
 def write_converted(model, producers: dict[str, Callable[[], np.ndarray]], want: dict[str, tuple[int, ...]],
-                    report: "ConversionReport", dst: str, overwrite: bool, seed: int, dry_run: bool
-                    ) -> "ConversionReport":
+                    report: "ConversionReport", dst: str, overwrite: bool, seed: int, dry_run: bool,
+                    weights_format: str = "safetensors") -> "ConversionReport":
     """The common end of every conversion: parameters without a producer are freshly initialised (seeded, listed
-    as missing), then config + weights + report are written atomically to ``dst`` (nothing with ``dry_run``)."""
+    as missing), then config + weights + report are written atomically to ``dst`` (nothing with ``dry_run``).
+    ``weights_format``: ``safetensors`` (``model.safetensors``, the default: reading it runs no code) or
+    ``pdparams`` (PaddleNLP's ``model_state.pdparams``)."""
+    if weights_format not in WEIGHTS_FORMATS:
+        raise ConversionError(f"weights format must be one of {sorted(WEIGHTS_FORMATS)}, got {weights_format!r}")
     state = model.state_dict()
     ordered = {}
     for key, param in state.items():
@@ -231,10 +266,13 @@ def write_converted(model, producers: dict[str, Callable[[], np.ndarray]], want:
             report.missing.append({"key": key, "shape": list(want[key]), "init": f"fresh (seed {seed})"})
     if dry_run:
         return report
-    with atomic_directory(dst, overwrite, {CONFIG_NAME, WEIGHTS_NAME, REPORT_NAME}) as tmp:
+    with atomic_directory(dst, overwrite, {CONFIG_NAME, WEIGHTS_NAME, SAFE_WEIGHTS_NAME, REPORT_NAME}) as tmp:
         save_config(tmp, model)
         with seeded(seed):  # fresh parameters are reproducible
-            write_state_dict(os.path.join(tmp, WEIGHTS_NAME), ordered, {k: v.name for k, v in state.items()}, want,
-                             desc="converting")
+            if weights_format == "safetensors":
+                write_safetensors(os.path.join(tmp, SAFE_WEIGHTS_NAME), ordered, want, desc="converting")
+            else:
+                write_state_dict(os.path.join(tmp, WEIGHTS_NAME), ordered, {k: v.name for k, v in state.items()},
+                                 want, desc="converting")
         report.write(os.path.join(tmp, REPORT_NAME))
     return report

@@ -55,8 +55,10 @@ def _missing_backbone(names: list[str], to_local: dict[str, str], task: str) -> 
 
 def convert_legacy(src: str, config_path: str, dst: str, task: Optional[str] = None,
                    num_labels: Optional[int] = None, seed: int = 0, overwrite: bool = False,
-                   dry_run: bool = False, allow_missing: bool = False) -> ConversionReport:
-    """Convert an official checkpoint directory into ``dst`` (``model_config.json``, ``model_state.pdparams``,
+                   dry_run: bool = False, allow_missing: bool = False,
+                   weights_format: str = "safetensors") -> ConversionReport:
+    """Convert an official checkpoint directory into ``dst`` (``model_config.json``, ``model.safetensors`` (or
+    ``model_state.pdparams`` with ``weights_format="pdparams"``),
     ``conversion_report.json``). Every problem (bad file, dtype, shape, config) is collected first and raised as
     one :class:`ConversionError`; ``dst`` is then untouched.
 
@@ -135,7 +137,7 @@ def convert_legacy(src: str, config_path: str, dst: str, task: Optional[str] = N
     state = model.state_dict()
     producers = {key: (lambda p=os.path.join(src, name), h=headers[name]: lf.read_tensor(p, h))
                  for key, name in sources.items() if key in state}
-    return write_converted(model, producers, want, report, dst, overwrite, seed, dry_run)
+    return write_converted(model, producers, want, report, dst, overwrite, seed, dry_run, weights_format)
 
 
 def export_legacy(src: str, dst: str, overwrite: bool = False, trust_pickle: bool = False) -> ConversionReport:

@@ -203,7 +203,7 @@ def _normalise(key: str) -> str:
 
 def convert_roberta(src: str, dst: str, task: Optional[str] = None, num_labels: Optional[int] = None,
                     base_config: Optional[str] = None, seed: int = 0, overwrite: bool = False,
-                    dry_run: bool = False) -> ConversionReport:
+                    dry_run: bool = False, weights_format: str = "safetensors") -> ConversionReport:
     """Convert a HuggingFace RoBERTa directory into a UNIMO ``save_pretrained`` directory at ``dst``."""
     cfg_path = os.path.join(src, "config.json")
     if not os.path.isfile(cfg_path):
@@ -294,7 +294,7 @@ def convert_roberta(src: str, dst: str, task: Optional[str] = None, num_labels: 
     if problems:
         raise ConversionError(f"cannot convert {src}; nothing written:\n  " + "\n  ".join(problems))
 
-    return write_converted(model, producers, want, report, dst, overwrite, seed, dry_run)
+    return write_converted(model, producers, want, report, dst, overwrite, seed, dry_run, weights_format)
 
 
 def _check_tied(weights: _Weights, by_name: dict[str, str], problems: list[str]) -> None:
