@@ -36,6 +36,23 @@ print("world", parts["trainer"].args.world_size, "rank", rank, "items/step", par
 '''
 
 
+def _env() -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "UNIMO_VISUALDL": "0"}
+    env.pop("PADDLE_TRAINERS_NUM", None)
+    return env
+
+
+def launch_two_ranks(tmp_path: Path, conf: Path, *overrides: str) -> None:
+    """``paddle.distributed.launch --nproc_per_node 2`` of the helper into tmp_path/two (asserting success)."""
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+              str(tmp_path / "log"), str(tmp_path / "helper.py"), str(conf), f"output_dir={tmp_path / 'two'}",
+              *overrides]
+    proc = subprocess.run(launch, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    logs = "".join((tmp_path / "log" / f"workerlog.{r}").read_text()[-3000:] for r in (0, 1)
+                   if (tmp_path / "log" / f"workerlog.{r}").exists())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("dist") / "data"
@@ -72,15 +89,8 @@ logging_steps: 1
 save_steps: 1000
 disable_tqdm: true
 """)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "UNIMO_VISUALDL": "0"}
-    env.pop("PADDLE_TRAINERS_NUM", None)
-    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-              str(tmp_path / "log"), str(tmp_path / "helper.py"), str(conf), f"output_dir={tmp_path / 'two'}",
-              f"recompute={str(recompute).lower()}"]
-    proc = subprocess.run(launch, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    logs = "".join((tmp_path / "log" / f"workerlog.{r}").read_text()[-3000:] for r in (0, 1)
-                   if (tmp_path / "log" / f"workerlog.{r}").exists())
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs
+    env = _env()
+    launch_two_ranks(tmp_path, conf, f"recompute={str(recompute).lower()}")
     assert f"world 2 rank 1 items/step 4 recompute {recompute}" in (tmp_path / "log" / "workerlog.1").read_text()
     one = subprocess.run([sys.executable, str(tmp_path / "helper.py"), str(conf), f"output_dir={tmp_path / 'one'}",
                           "gradient_accumulation_steps=2"], cwd=REPO, env=env, capture_output=True, text=True,
@@ -205,15 +215,8 @@ logging_steps: 1
 save_steps: 1000
 disable_tqdm: true
 """)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "UNIMO_VISUALDL": "0"}
-    env.pop("PADDLE_TRAINERS_NUM", None)
-    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-              str(tmp_path / "log"), str(tmp_path / "helper.py"), str(conf), f"output_dir={tmp_path / 'two'}",
-              "batch_size=3"]
-    proc = subprocess.run(launch, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    logs = "".join((tmp_path / "log" / f"workerlog.{r}").read_text()[-3000:] for r in (0, 1)
-                   if (tmp_path / "log" / f"workerlog.{r}").exists())
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs
+    env = _env()
+    launch_two_ranks(tmp_path, conf, "batch_size=3")
     runs = {}
     for name, extra in (("one", ["batch_size=6"]), ("local", ["batch_size=3", "gradient_accumulation_steps=2"])):
         one = subprocess.run([sys.executable, str(tmp_path / "helper.py"), str(conf),
