@@ -126,4 +126,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(lambda argv: (main(argv), 0)[1], sys.argv[1:], prog="unimo.finetune"))
+    from unimo.utils.env import exit_process
+
+    exit_process(run_cli(lambda argv: (main(argv), 0)[1], sys.argv[1:], prog="unimo.finetune"))

@@ -320,4 +320,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 if __name__ == "__main__":
     from unimo.utils.errors import run_cli
 
-    sys.exit(run_cli(lambda argv: (main(argv), 0)[1], sys.argv[1:], prog="unimo.pretrain"))
+    from unimo.utils.env import exit_process
+
+    exit_process(run_cli(lambda argv: (main(argv), 0)[1], sys.argv[1:], prog="unimo.pretrain"))
