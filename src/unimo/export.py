@@ -188,7 +188,8 @@ def export_model(model: Any, task: str, output: str, overwrite: bool = False) ->
     if type(model).__name__ != TASK_MODEL[task]:
         raise UserError(f"task {task} needs a {TASK_MODEL[task]}, got a {type(model).__name__}", field="--task")
     if os.path.isdir(output) and os.listdir(output) and not overwrite:
-        raise UserError("output folder is not empty (--overwrite replaces the exported files in it)", file=output)
+        raise UserError("output folder is not empty (--overwrite replaces the exported files in it)", file=output,
+                        field="--output")
     model.eval()
     config = model.config
     wrappers = _build_wrappers(model, task)
@@ -223,7 +224,8 @@ def export_model(model: Any, task: str, output: str, overwrite: bool = False) ->
 class _Program:
     """One exported program behind a ``paddle.inference`` predictor: named numpy arrays in, numpy arrays out."""
 
-    def __init__(self, directory: str, name: str, spec: Mapping[str, Any], threads: int, ir_optim: bool):
+    def __init__(self, directory: str, name: str, spec: Mapping[str, Any], threads: int, ir_optim: bool,
+                 onednn: bool = False):
         import paddle.inference as pi
 
         files = spec["files"]
@@ -234,6 +236,8 @@ class _Program:
         cfg.disable_gpu()
         cfg.set_cpu_math_library_num_threads(threads)
         cfg.switch_ir_optim(ir_optim)
+        if not onednn:
+            cfg.disable_onednn()
         cfg.disable_glog_info()
         self.predictor = pi.create_predictor(cfg)
         self.inputs = list(spec["inputs"])
@@ -263,7 +267,7 @@ class InferenceRunner:
       the dygraph model, through :class:`ExportedGenerationModel`.
     """
 
-    def __init__(self, directory: str, threads: Optional[int] = None, ir_optim: bool = True):
+    def __init__(self, directory: str, threads: Optional[int] = None, ir_optim: bool = True, onednn: bool = False):
         from .model.configuration import UnimoConfig
 
         path = os.path.join(directory, MANIFEST_NAME)
@@ -280,7 +284,7 @@ class InferenceRunner:
         self.task: str = self.manifest["task"]
         self.config = UnimoConfig.from_pretrained(directory)
         threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or (os.cpu_count() or 1)
-        self.programs = {name: _Program(directory, name, spec, threads, ir_optim)
+        self.programs = {name: _Program(directory, name, spec, threads, ir_optim, onednn)
                          for name, spec in self.manifest["programs"].items()}
 
     # -- understanding
@@ -424,7 +428,8 @@ class ExportedGenerationModel:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m unimo.export", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="save_pretrained folder of the fine-tuned task model")
-    p.add_argument("--task", required=True, choices=sorted(TASK_MODEL), help="task the model was fine-tuned for")
+    p.add_argument("--task", required=True, metavar="TASK",
+                   help=f"task the model was fine-tuned for: {', '.join(TASK_MODEL)}")
     p.add_argument("--output", required=True, help="folder to write the inference model into")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the exported files in a non-empty --output (other files are kept; default: a "
@@ -438,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.task not in TASK_MODEL:  # checked here, not by argparse: one error line, no usage block
+        raise UserError(f"unknown task {args.task!r} (one of {', '.join(TASK_MODEL)})", field="--task")
+    if not os.path.isdir(args.model):  # before Paddle is imported: the error line stays the only output
+        raise UserError("model directory not found", file=args.model, field="--model")
+    if os.path.isdir(args.output) and os.listdir(args.output) and not args.overwrite:
+        raise UserError("output folder is not empty (--overwrite replaces the exported files in it)",
+                        file=args.output, field="--output")
     from .model import modeling
     from .predict.api import load_task_model
     from .predict.errors import PredictError
@@ -451,7 +463,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary = {"output": args.output, "task": args.task, "programs": sorted(manifest["programs"])}
     if args.json is not None:
         emit_json(args.json, manifest)
-    print(json.dumps(summary))
+    if args.json != "-":  # stdout holds one JSON document either way
+        print(json.dumps(summary))
     return 0
 
 
