@@ -22,7 +22,9 @@ KIND = "unimo-demo-summary"  # unimo.report.DEMO_SUMMARY_KIND
 # the gap to it is what the model reads from the image; for retrieval, chance is already the blind score.
 ROWS = [
     ("img2txt", "CIDEr-D", "constant_caption_CIDEr-D", "CIDEr-D_shuffled_images",
-     "COCO-style captioning: CIDEr-D vs a constant caption"),
+     "COCO-style captioning, object tags: CIDEr-D vs a constant caption"),
+    ("img2txt_notags", "CIDEr-D", "constant_caption_CIDEr-D", "CIDEr-D_shuffled_images",
+     "COCO-style captioning, no tags: CIDEr-D vs a constant caption"),
     ("vqa", "vqa_acc", "majority_answer_acc", "vqa_acc_shuffled_images",
      "VQA v2-style: VQA accuracy vs the majority answer"),
     ("ve", "acc", "majority_class_acc", "acc_shuffled_images", "SNLI-VE-style: accuracy vs the majority class"),
@@ -55,6 +57,56 @@ def results_table(output: str) -> tuple[str, dict[str, Any]]:
         fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")
         lines.append(f"| {label} | {fmt(m.get(metric))} | {fmt(m.get(base))} | "
                      f"{fmt(m.get(blind)) if blind else '-'} | {split} |")
+    return "\n".join(lines) + "\n", data
+
+
+# captioning runs whose captions are checked against the scenes (task dir, label)
+CAPTIONERS = [("img2txt", "with object tags"), ("img2txt_notags", "without object tags")]
+
+
+def scene_objects(world: str) -> tuple[dict[str, list[tuple[str, str]]], list[str], list[str]]:
+    """({image id: [(colour, shape), ...]}, shapes, colours) of a demo world: its scenes re-derived from the
+    manifest's seed and options (``preprocess.demo_world.iter_scene_specs``, the scenes the build rendered)."""
+    from preprocess.demo_world import iter_scene_specs
+
+    manifest = _load(os.path.join(world, "manifest.json"))
+    opts = manifest["options"]
+    scenes = {str(s.image_id): [(o.colour, o.shape) for o in s.objects]
+              for s in iter_scene_specs(manifest["seed"], opts["num_scenes"], opts["image_size"])}
+    vocab = manifest["vocabulary"]
+    return scenes, list(vocab["shapes"]), list(vocab["colours"])
+
+
+def _captions_file(output: str, task: str) -> tuple[str, str] | tuple[None, None]:
+    for split in ("test", "dev"):
+        path = os.path.join(output, task, f"captions_{split}_results.json")
+        if os.path.exists(path):
+            return path, split
+    return None, None
+
+
+def grounding_table(output: str, world: str) -> tuple[str, dict[str, Any]]:
+    """How many of the shapes / colour-shape pairs the captions name are in the scene (demo ground truth)."""
+    from ..eval.shapes import shape_mentions
+
+    lines = ["| captioner | shape nouns in the scene | colour-shape pairs in the scene | captions naming only scene "
+             "shapes | scene shapes named | split |", "|---|---|---|---|---|---|"]
+    data: dict[str, Any] = {}
+    if not os.path.exists(os.path.join(world, "manifest.json")):
+        return "", data
+    scenes, shapes, colours = scene_objects(world)
+    for task, label in CAPTIONERS:
+        path, split = _captions_file(output, task)
+        if path is None:
+            continue
+        captions = {str(r["image_id"]): r["caption"] for r in _load(path)}
+        m = shape_mentions(captions, scenes, shapes, colours)
+        data[task] = {"split": split, **m}
+        lines.append(f"| {label} | {m['shape_precision']:.3f} ({m['shape_nouns']}) | {m['pair_precision']:.3f} "
+                     f"({m['pairs']}) | {m['captions_shapes_right']:.3f} | {m['shape_recall']:.3f} | "
+                     f"{split}, {m['captions']} images |")
+    if not data:
+        return "", data
     return "\n".join(lines) + "\n", data
 
 
@@ -102,6 +154,8 @@ def example_sheet(output: str, world: str, path: str, n: int = 6) -> None:
     if caps_path is None:
         return
     captions = {str(r["image_id"]): r["caption"] for r in _load(caps_path)}
+    plain_path, _ = _captions_file(output, "img2txt_notags")
+    plain = {str(r["image_id"]): r["caption"] for r in _load(plain_path)} if plain_path else {}
     answers: dict[str, list[str]] = {}
     vqa_pred = os.path.join(output, "vqa", "predictions_examples.json")
     if os.path.exists(vqa_pred):
@@ -113,7 +167,9 @@ def example_sheet(output: str, world: str, path: str, n: int = 6) -> None:
         img = cv2.imread(os.path.join(world, "images", f"demo_{int(image_id):012d}.jpg"))
         if img is not None:
             ax.imshow(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        text = "\n".join([captions[image_id]] + answers.get(image_id, [])[:2])
+        lines = [f"tags: {captions[image_id]}", f"no tags: {plain[image_id]}"] if image_id in plain \
+            else [captions[image_id]]
+        text = "\n".join(lines + answers.get(image_id, [])[:2])
         ax.set_title(f"image {image_id}", fontsize=8)
         ax.set_xlabel(_wrap(text, 38), fontsize=7)
         ax.set_xticks([])
@@ -135,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--world", default="demo_data/world")
     args = ap.parse_args(argv)
     table, data = results_table(args.output)
+    grounding, shapes = grounding_table(args.output, args.world)
+    if grounding:
+        data["caption_grounding"] = shapes
+        table += ("\nCaptions against the scene (demo ground truth): fraction of the generated shape nouns and "
+                  "colour-shape pairs that are in the image (count in brackets), captions whose shapes are all "
+                  "right, and the scene's shapes a caption names on average.\n\n" + grounding)
     with atomic_write(os.path.join(args.output, "results.md")) as f:
         f.write("# UNIMO demo results (tiny model, demo world)\n\n" + table)
     with atomic_write(os.path.join(args.output, "results.json")) as f:

@@ -8,6 +8,7 @@ Decoding: beam search with the official settings (``unimo.generation``), EOS [MA
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -18,7 +19,9 @@ from ... import masks
 from ...generation import BeamSearchConfig, beam_search, ids_to_text
 from ...model.modeling import UnimoForGeneration
 from ...reader.datasets import load_examples
+from ...reader.object_tags import StoreTags, TagSequence, load_object_vocab, read_tag_file, tags_for
 from ...tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from ...utils.errors import ConfigError
 from ..config import DecodingConfig, FinetuneConfig
 from .base import Task, pad_2d
 from .multimodal import MultimodalConfig, MultimodalTask
@@ -72,37 +75,45 @@ class Seq2SeqTask(Task):
         self.key_metric = SEQ2SEQ_METRICS[self.metric]
 
     # -- reader
-    def _segments(self, ex: dict) -> tuple[list[list[int]], list[int], list[int]]:
-        """Source segments (ids), with role and turn ids per segment for dialog (official dialog reader)."""
+    def _segments(self, ex: dict) -> tuple[list[list[int]], list[int], list[int], tuple[int, int]]:
+        """Source segments (ids), with role and turn ids per segment and the (role, turn) of the leading [CLS].
+
+        Dialog (official dialog reader, as ``_convert_dialogue_example_to_record``): the last ``max_turns`` turns;
+        the [CLS] and the oldest kept turn get role ``len(turns) % 2`` and turn ``len(turns)``, each newer turn
+        flips the role and decrements the turn (the current question: turn 1); knowledge gets role 2 / turn 0."""
         enc = self.tokenizer.encode
         segs = ex.get("src_ids") or [enc(s) for s in ex.get("src", [])]
         if not self.dialog:
-            return segs, [0] * len(segs), [0] * len(segs)
+            return segs, [0] * len(segs), [0] * len(segs), (0, 0)
         turns = segs[-self.cfg.max_turns:]
         knowledge = ex.get("knowledge_ids") or (enc(ex["knowledge"]) if ex.get("knowledge") else None)
         n = len(turns)
-        roles = [(n % 2 + i) % 2 for i in range(n)]  # alternate, the current question gets role 0 or 1 by parity
+        roles = [(n % 2 + i) % 2 for i in range(n)]  # alternate, starting at len(turns) % 2
         turn_ids = [n - i for i in range(n)]           # decreasing turn index, the newest turn = 1
         if knowledge is not None:
-            return [knowledge] + turns, [2] + roles, [0] + turn_ids
-        return turns, roles, turn_ids
+            return [knowledge] + turns, [2] + roles, [0] + turn_ids, (n % 2, n)
+        return turns, roles, turn_ids, (n % 2, n)
 
     def load(self, split: str) -> list[dict[str, Any]]:
         out = []
         task = "dialog" if self.dialog else "seq2seq"
         vocab = os.path.join(self.cfg.vocab_dir, "unimo_en.vocab.txt")
         for ex in load_examples(self.data_path(split), task, vocab_path=vocab):
-            segs, roles, turns = self._segments(ex)
+            segs, roles, turns, (cls_role, cls_turn) = self._segments(ex)
             target = ex.get("tgt_ids", ex.get("tgt"))
             rec = self.tokenizer.build_seq2seq_inputs(segs, target, self.cfg.max_src_len, self.cfg.max_tgt_len)
-            role_ids, turn_ids = [0], [0]
+            role_ids, turn_ids = [cls_role], [cls_turn]
             for seg_ids, r, t in zip(segs, roles, turns):
                 n = min(len(seg_ids), self.cfg.max_src_len - 2) + 1
                 role_ids += [r] * n
                 turn_ids += [t] * n
+            texts = [s for s in ex.get("src", []) if isinstance(s, str)]
+            # the source as the official QG evaluation keys it (one line of the source file): the text when the
+            # data has it, else the decoded source ids (official TSVs hold ids only)
+            source_text = " [SEP] ".join(texts) if texts else " [SEP] ".join(self.tokenizer.decode(s) for s in segs)
             rec.update(role_ids=role_ids, turn_ids=turn_ids, id=ex.get("id", len(out)),
                        reference=ex.get("tgt") if isinstance(ex.get("tgt"), str) else None,
-                       source_text=" ".join(s for s in ex.get("src", []) if isinstance(s, str)))
+                       source_text=source_text)
             if rec["reference"] is None and ex.get("tgt_ids"):
                 rec["reference"] = self.tokenizer.decode([i for i in ex["tgt_ids"] if i not in (SEP_ID, MASK_ID)])
             out.append(rec)
@@ -170,7 +181,9 @@ class Seq2SeqTask(Task):
         elif self.metric == "qg":
             from ...eval.coco import qg_scores
 
-            res = qg_scores(preds, refs)
+            # references grouped by source sentence, the last prediction of a sentence as its hypothesis, as the
+            # official / nqg / UniLM QG evaluation (its key is the source line, lowercased and stripped)
+            res = qg_scores(preds, refs, sources=[e["source_text"] for e in examples])
         else:
             from ...eval.coqa import coqa_scores
 
@@ -180,11 +193,19 @@ class Seq2SeqTask(Task):
 
 @dataclass
 class CaptionConfig(MultimodalConfig, DecodingConfig):
-    """Official COCO captioning values (``script/img2txt/coco``): beam 5, 5-50 tokens, length penalty 0.6."""
+    """Official COCO captioning values (``script/img2txt/coco``): beam 5, 5-50 tokens, length penalty 0.6.
+
+    ``object_tags: true`` is the official input ``[regions ; object tags ; caption]`` (spec sections 1.2, 3, 5.4):
+    tags from ``object_tag_file`` (official format ``image_id;token_ids;sent_ids;pos_ids``), else computed from the
+    feature store's object predictions with ``object_vocab`` and ``object_tag_conf`` (what ``python -m
+    preprocess.object_tags`` writes); truncated to ``max_obj_len`` tokens."""
 
     max_tgt_len: int = 50
     max_obj_len: int = 100
     object_tags: bool = False
+    object_tag_file: Optional[str] = None  # python -m preprocess.object_tags ... --output FILE (relative: data_dir)
+    object_vocab: Optional[str] = None  # without a tag file: detector class names (VG objects_vocab.txt)
+    object_tag_conf: float = 0.35  # without a tag file: boxes with object confidence >= this (official base 0.35)
     label_smoothing: float = 0.1
     max_out_len: int = 50
     min_out_len: int = 5
@@ -195,18 +216,39 @@ class CaptionConfig(MultimodalConfig, DecodingConfig):
         super().validate()
         self.require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
         self.require(self.max_obj_len >= 0, "max_obj_len", "must be >= 0")
-        # the official object-tag input (coco_object_*.ids, spec section 3) is not read yet: refuse rather than
-        # train without the tags the key asks for
-        self.require(not self.object_tags, "object_tags", "object-tag input is not implemented yet (issue 17)",
-                     "set object_tags: false")
+        self.require(0.0 <= self.object_tag_conf <= 1.0, "object_tag_conf", "must be in [0, 1]")
+        if self.object_tags:
+            self.require(bool(self.object_tag_file or self.object_vocab), "object_tags",
+                         "needs object_tag_file (official tag file) or object_vocab (tags from the feature store)",
+                         "python -m preprocess.object_tags --features STORE --vocab objects_vocab.txt "
+                         "--output tags.ids, then object_tag_file=tags.ids")
+            self.require(self.max_obj_len >= 1, "max_obj_len", "must be >= 1 with object_tags")
+
+
+def most_frequent_caption(captions: Sequence[str]) -> str:
+    """The constant-caption baseline: the most frequent caption; ties go to the alphabetically first (a stated rule:
+    ``max(set(...), key=count)`` broke ties by hash order, so the baseline changed from run to run)."""
+    counts = Counter(captions)
+    if not counts:
+        raise ValueError("no reference captions")
+    return min(counts, key=lambda c: (-counts[c], c))
 
 
 class CaptionTask(MultimodalTask):
-    """COCO captioning: [image ; object tags ; caption], image-to-text mask, EOS [SEP]; CIDEr-D as key metric."""
+    """COCO captioning: [image ; object tags ; caption], image-to-text mask, EOS [SEP]; CIDEr-D as key metric.
+
+    Object tags go through the model's own tag input (``obj_input_ids`` / ``obj_position_ids``: word + position
+    embeddings and the text LayerNorm, the official ``emb_obj_ids`` path), so VILLA's text delta
+    (``text_embedding_delta``, shaped like ``input_ids``) perturbs the caption only, as the official recipe does
+    (spec 5.4: "delta added to summed word+pos embeddings of the caption")."""
 
     name = "img2txt"
     key_metric = "CIDEr-D"
     config_class = CaptionConfig
+
+    def __init__(self, cfg, tokenizer, output_dir):
+        super().__init__(cfg, tokenizer, output_dir)
+        self._tags: Any = None
 
     def load(self, split: str) -> list[dict[str, Any]]:
         out = []
@@ -219,21 +261,86 @@ class CaptionTask(MultimodalTask):
                         "caption": ex.get("caption") or self.tokenizer.decode(body)})
         return out
 
-    def object_tags(self, image_ids: Sequence[str]) -> list[list[int]]:
-        return [[] for _ in image_ids]  # Oscar-style tags need the detector's class names: see README
+    # -- object tags
+    def _resolve(self, path: str) -> str:
+        if not os.path.isabs(path) and self.cfg.data_dir and not os.path.exists(path):
+            return os.path.join(self.cfg.data_dir, path)
+        return path
+
+    @property
+    def tag_source(self) -> Any:
+        """``image id -> TagSequence``: the tag file (read once), else tags from the feature store's object
+        predictions (:class:`~unimo.reader.object_tags.StoreTags`); assignable (e.g. by the inference API)."""
+        if self._tags is None:
+            cfg = self.cfg
+            if cfg.object_tag_file:
+                self._tags = read_tag_file(self._resolve(cfg.object_tag_file), cfg.max_obj_len)
+            else:
+                self._tags = StoreTags(self.images.store, load_object_vocab(self._resolve(cfg.object_vocab)),
+                                       self.tokenizer, cfg.object_tag_conf, cfg.max_obj_len)
+        return self._tags
+
+    @tag_source.setter
+    def tag_source(self, value: Any) -> None:
+        self._tags = value
+
+    def use_store_tags(self, store: Any, object_vocab: Optional[str] = None) -> None:
+        """Take the tags from ``store``'s object predictions (a feature store or anything with ``in`` and
+        ``[image_id] -> RegionFeatures``), e.g. at inference on images no tag file lists; the class names from
+        ``object_vocab`` (default: the config's). Does nothing when ``object_tags`` is off."""
+        if not self.cfg.object_tags:
+            return
+        vocab = object_vocab or self.cfg.object_vocab
+        if not vocab:
+            raise ConfigError("tags from object predictions need the detector's class names", field="object_vocab",
+                              hint="object_vocab=model_files/vg_1600_400_20/objects_vocab.txt")
+        self._tags = StoreTags(store, load_object_vocab(self._resolve(vocab)), self.tokenizer,
+                               self.cfg.object_tag_conf, self.cfg.max_obj_len)
+
+    def object_tags(self, image_ids: Sequence[str]) -> list[TagSequence]:
+        """Each image's tags (truncated to ``max_obj_len``); empty sequences when ``object_tags`` is off."""
+        if not self.cfg.object_tags:
+            return [TagSequence((), ()) for _ in image_ids]
+        where = self.cfg.object_tag_file or f"{self.cfg.feature_store} (object predictions)"
+        return [t.truncated(self.cfg.max_obj_len) for t in tags_for(self.tag_source, image_ids, where)]
+
+    def tag_inputs(self, image_ids: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(``obj_input_ids`` / ``obj_position_ids`` [B, No], padded with [PAD] as the official batching; empty dict
+        when no image has tags) and the tags' validity [B, No]."""
+        tags = self.object_tags(image_ids)
+        width = max((len(t) for t in tags), default=0)
+        valid = np.zeros((len(tags), width), np.float32)
+        for i, t in enumerate(tags):
+            valid[i, :len(t)] = 1.0
+        if width == 0:
+            return {}, valid
+        return {"obj_input_ids": pad_2d([list(t.token_ids) for t in tags], PAD_ID, width),
+                "obj_position_ids": pad_2d([list(t.pos_ids) for t in tags], PAD_ID, width)}, valid
+
+    def source_batch(self, image_ids: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The decoding source [image ; object tags] (official "vo"): bidirectional among its valid positions; and
+        its validity [B, Nv + No] (the first row of every decoding step's mask)."""
+        img = self.images.batch(list(image_ids))
+        tag_arrays, tag_valid = self.tag_inputs(image_ids)
+        valid = np.concatenate([img["image_valid"], tag_valid], axis=1)
+        source = {"image_features": img["image_features"], "image_locations": img["image_locations"],
+                  **tag_arrays, "attention_mask": masks.bidirectional_batch(valid)}
+        return source, valid
 
     def collate(self, examples):
-        img = self.images.batch([e["image_id"] for e in examples])
-        nv = img["image_features"].shape[1]
+        image_ids = [e["image_id"] for e in examples]
+        img = self.images.batch(image_ids)
+        tag_arrays, tag_valid = self.tag_inputs(image_ids)
+        nv, no = img["image_features"].shape[1], tag_valid.shape[1]
         tgts = [e["tgt_ids"] for e in examples]
         ids = pad_2d(tgts, PAD_ID)
         nt = ids.shape[1]
-        mask = np.stack([masks.image_to_text(img["image_valid"][i], [], [1] * len(t) + [0] * (nt - len(t)))
+        mask = np.stack([masks.image_to_text(img["image_valid"][i], tag_valid[i], [1] * len(t) + [0] * (nt - len(t)))
                          for i, t in enumerate(tgts)])
         batch = {"input_ids": ids, "position_ids": pad_2d([list(range(2, 2 + len(t))) for t in tgts], PAD_ID),
                  "image_features": img["image_features"], "image_locations": img["image_locations"],
-                 "attention_mask": mask}
-        batch["labels"], batch["label_positions"] = _pack_targets(examples, [nv] * len(examples), nv + nt)
+                 **tag_arrays, "attention_mask": mask}
+        batch["labels"], batch["label_positions"] = _pack_targets(examples, [nv + no] * len(examples), nv + no + nt)
         return batch
 
     def build_model(self, config):
@@ -245,10 +352,7 @@ class CaptionTask(MultimodalTask):
         out: dict[str, str] = {}
         for i in tqdm(range(0, len(image_ids), bs), desc="caption", disable=self.cfg.disable_tqdm):
             chunk = list(image_ids[i:i + bs])
-            img = self.images.batch(chunk)
-            valid = img["image_valid"]
-            source = {"image_features": img["image_features"], "image_locations": img["image_locations"],
-                      "attention_mask": masks.bidirectional_batch(valid)}
+            source, valid = self.source_batch(chunk)
             for image_id, (ids, _s) in zip(chunk, beam_search(model, source, valid, dcfg)):
                 out[image_id] = ids_to_text(ids, self.tokenizer, strip=True)
         return out
@@ -269,8 +373,7 @@ class CaptionTask(MultimodalTask):
         scored_refs = {k: refs[k] for k in image_ids}
         scores = caption_scores(preds, scored_refs)
         # trivial baseline: the most frequent reference caption of the split, predicted for every image
-        captions = [c for k in image_ids for c in refs[k]]
-        constant = max(set(captions), key=captions.count)
+        constant = most_frequent_caption([c for k in image_ids for c in refs[k]])
         base = caption_scores({k: constant for k in image_ids}, scored_refs, meteor=False)
         scores["constant_caption_CIDEr-D"] = base["CIDEr-D"]
         if self.cfg.shuffled_image_control and len(image_ids) > 1:

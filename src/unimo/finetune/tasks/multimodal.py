@@ -144,7 +144,10 @@ class VisualEntailmentTask(MultimodalTask):
         labels = [e["label"] for e in examples if e["label"] is not None]
         if not labels:
             return {}
-        majority = max(np.bincount(labels)) / len(labels)  # trivial baseline: always the most frequent class
+        # trivial baseline: always the most frequent class (ties: the lowest label id, np.argmax's first maximum;
+        # the accuracy is that count either way)
+        counts = np.bincount(labels)
+        majority = counts[int(np.argmax(counts))] / len(labels)
         result = {"acc": correct / len(labels), "majority_class_acc": float(majority), "num_examples": len(labels)}
         if self.cfg.shuffled_image_control:
             _, blind = self._predict(model, self.with_shuffled_images(examples), f"ve-{split}-shuffled")
@@ -247,7 +250,8 @@ class VQATask(MultimodalTask):
                 totals[j] = totals.get(j, 0.0) + s
         if not totals:
             return 0.0
-        best = max(totals, key=totals.get)
+        # the answer with the largest summed VQA score; ties: the lowest answer index (a stated rule, not dict order)
+        best = min(totals, key=lambda j: (-totals[j], j))
         return 100.0 * totals[best] / len(examples)
 
 
