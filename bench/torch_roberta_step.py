@@ -1,6 +1,6 @@
 """Oracle side of bench_model_step.py (runs in .venv-oracle): HF RoBERTa-base training step time in torch.
 
-usage: torch_roberta_step.py BATCH SEQ STEPS THREADS  -> prints JSON
+usage: torch_roberta_step.py BATCH SEQ STEPS THREADS  -> prints JSON (median step, forward / backward / optimizer)
 """
 import json
 import sys
@@ -18,14 +18,28 @@ model = RobertaModel(cfg, add_pooling_layer=False)
 model.train()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
 ids = torch.randint(4, 50000, (batch, seq))
-times = []
+times, parts = [], []
 for i in range(steps + 1):
     t0 = time.perf_counter()
     out = model(input_ids=ids).last_hidden_state
     loss = out.float().pow(2).mean()
+    float(loss)
+    t1 = time.perf_counter()
     loss.backward()
+    t2 = time.perf_counter()
     opt.step()
     opt.zero_grad(set_to_none=True)
+    t3 = time.perf_counter()
     if i:
-        times.append(time.perf_counter() - t0)
-print(json.dumps({"step_s": sorted(times)[len(times) // 2], "all": times, "threads": torch.get_num_threads()}))
+        times.append(t3 - t0)
+        parts.append((t1 - t0, t2 - t1, t3 - t2))
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
+print(json.dumps({"step_s": median(times), "all": times, "forward_s": median([p[0] for p in parts]),
+                  "backward_s": median([p[1] for p in parts]), "optimizer_s": median([p[2] for p in parts]),
+                  "threads": torch.get_num_threads(), "torch": torch.__version__,
+                  "sdpa": getattr(model.config, "_attn_implementation", None)}))

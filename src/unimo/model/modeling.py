@@ -265,6 +265,49 @@ class KVCache:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Training-step kernels
+# ----------------------------------------------------------------------------------------------------------------
+# Issue 16 (bench/bench_model_step.py, paddle.profiler on a base-size step): Paddle's CPU gradient of a broadcast bias
+# add (a row reduction, plus a copy of the incoming gradient) took ~1/14 of the step, and dropout + residual add
+# ran as two slow elementwise passes. While training, the encoder layers therefore use a linear whose backward
+# computes the bias gradient as ones[1, rows] @ dy (one matmul), and Paddle's fused dropout + add (same random mask
+# as F.dropout for the same generator state: identical outputs). The forward values are those of F.linear /
+# x + F.dropout; eval and decoding (and the exported programs) take the plain path. False restores the plain path
+# everywhere (the reference the tests compare against).
+TRAINING_FAST_PATH = True
+
+
+class _LinearRowBias(paddle.autograd.PyLayer):
+    """F.linear(x, weight, bias) with a matmul-based backward (2-D GEMMs over the flattened rows)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.needs = (not x.stop_gradient, not weight.stop_gradient, not bias.stop_gradient)
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensor()
+        n = weight.shape[1]
+        dy2 = dy.reshape([-1, n])
+        dx = paddle.matmul(dy, weight, transpose_y=True) if ctx.needs[0] else None
+        dw = paddle.matmul(x.reshape([-1, weight.shape[0]]), dy2, transpose_x=True) if ctx.needs[1] else None
+        db = paddle.matmul(paddle.ones([1, dy2.shape[0]], dtype=dy.dtype), dy2).reshape([n]) if ctx.needs[2] \
+            else None
+        return dx, dw, db
+
+
+def _residual_dropout(x: paddle.Tensor, y: paddle.Tensor, p: float, training: bool, fast: bool) -> paddle.Tensor:
+    """x + dropout(y) (post-LN residual)."""
+    if fast and training and p > 0.0:
+        from paddle.incubate.nn.functional import fused_dropout_add
+
+        return fused_dropout_add(y, x, p=p, training=True)
+    return x + F.dropout(y, p, training=training)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Encoder layer
 # ----------------------------------------------------------------------------------------------------------------
 class UnimoEncoderLayer(nn.Layer):
@@ -300,13 +343,20 @@ class UnimoEncoderLayer(nn.Layer):
         # One fused GEMM for Q, K and V (3x fewer kernel launches and a better-shaped matmul); the parameters stay
         # separate so they map one-to-one to the official variables.
         w, b = self._fused_qkv if getattr(self, "_fused_qkv", None) is not None else self._fused_qkv_weights()
-        qkv = F.linear(x, w, b)
+        qkv = _LinearRowBias.apply(x, w, b) if self._fast_training() else F.linear(x, w, b)
         shape = [0, 0, 3, self.num_heads, self.head_dim]
         qkv = qkv.reshape(shape)
         return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
+    def _fast_training(self) -> bool:
+        return TRAINING_FAST_PATH and self.training and paddle.is_grad_enabled()
+
+    def _fc(self, layer: nn.Linear, x: paddle.Tensor, fast: bool) -> paddle.Tensor:
+        return _LinearRowBias.apply(x, layer.weight, layer.bias) if fast else layer(x)
+
     def forward(self, x: paddle.Tensor, attn_bias: Optional[paddle.Tensor], cache: Optional[KVCache] = None,
                 layer_index: int = 0) -> paddle.Tensor:
+        fast = self._fast_training()
         q, k, v = self._qkv(x)  # [B, T, heads, head_dim]
         if cache is not None:
             attn = cache.attention(layer_index, q, k, v, attn_bias)
@@ -314,10 +364,10 @@ class UnimoEncoderLayer(nn.Layer):
             attn = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_bias, dropout_p=self.attention_dropout if self.training else 0.0,
                 training=self.training)
-        attn = self.output_fc(attn.reshape([0, 0, self.num_heads * self.head_dim]))
-        x = self.post_att_layer_norm(x + F.dropout(attn, self.hidden_dropout, training=self.training))
-        ffn = self.ffn_fc_1(self.act(self.ffn_fc_0(x)))
-        return self.post_ffn_layer_norm(x + F.dropout(ffn, self.hidden_dropout, training=self.training))
+        attn = self._fc(self.output_fc, attn.reshape([0, 0, self.num_heads * self.head_dim]), fast)
+        x = self.post_att_layer_norm(_residual_dropout(x, attn, self.hidden_dropout, self.training, fast))
+        ffn = self._fc(self.ffn_fc_1, self.act(self._fc(self.ffn_fc_0, x, fast)), fast)
+        return self.post_ffn_layer_norm(_residual_dropout(x, ffn, self.hidden_dropout, self.training, fast))
 
 
 # ----------------------------------------------------------------------------------------------------------------
