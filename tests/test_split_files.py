@@ -66,3 +66,25 @@ def test_list_override_from_the_command_line(tmp_path, tokenizer):
     from unimo.utils.config import parse_overrides
 
     assert parse_overrides(["train_file=[a.jsonl, b.jsonl]"])["train_file"] == ["a.jsonl", "b.jsonl"]
+
+
+def test_vqa_trains_on_train_plus_val_and_answers_every_test_question(tmp_path, tokenizer):
+    """script/vqa/VQAv2 (the paper's protocol): train_file [train, val] reads both files' questions and targets, no
+    local evaluation, the test split on; VQAv2_val trains on train and evaluates val."""
+    from unimo.finetune.run import load_run_config
+
+    q = lambda i, img, answers: {"question_id": i, "image_id": img, "question": f"what is {i}?",  # noqa: E731
+                                 "answers": [{"answer": a, "score": 1.0} for a in answers]}
+    _write(tmp_path / "vqa_train.jsonl", [q(1, "1", ["red"]), q(2, "2", ["blue"])])
+    _write(tmp_path / "vqa_val.jsonl", [q(3, "1", ["green"])])
+    (tmp_path / "answer_vocab.json").write_text(json.dumps(["red", "blue", "green"]))
+    common = {"data_dir": str(tmp_path), "init_checkpoint": None, "feature_store": str(tmp_path / "store"),
+              "model_config": str(REPO / "model_files/config/unimo_tiny_en.json")}
+    task_cls, cfg = load_run_config(str(REPO / "script/vqa/VQAv2/conf.yaml"), common)
+    assert cfg.train_file == ["vqa_train.jsonl", "vqa_val.jsonl"] and not cfg.do_eval and cfg.do_test
+    task = task_cls(cfg, tokenizer, str(tmp_path / "out"))
+    train = task.load("train")
+    assert [e["question_id"] for e in train] == ["1", "2", "3"]  # the reader keeps ids as strings
+    assert [sorted(e["targets"]) for e in train] == [[0], [1], [2]]
+    _, val_cfg = load_run_config(str(REPO / "script/vqa/VQAv2_val/conf.yaml"), common)
+    assert val_cfg.train_file == "vqa_train.jsonl" and val_cfg.dev_file == "vqa_val.jsonl" and val_cfg.do_eval

@@ -18,7 +18,6 @@ from tqdm import tqdm
 from ... import masks
 from ...generation import BeamSearchConfig, beam_search, ids_to_text
 from ...model.modeling import UnimoForGeneration
-from ...reader.datasets import load_examples
 from ...reader.object_tags import StoreTags, TagSequence, load_object_vocab, read_tag_file, tags_for
 from ...tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 from ...utils.errors import ConfigError
@@ -98,7 +97,7 @@ class Seq2SeqTask(Task):
         out = []
         task = "dialog" if self.dialog else "seq2seq"
         vocab = os.path.join(self.cfg.vocab_dir, "unimo_en.vocab.txt")
-        for ex in load_examples(self.data_path(split), task, vocab_path=vocab):
+        for ex in self.read_examples(split, task, vocab_path=vocab):
             segs, roles, turns, (cls_role, cls_turn) = self._segments(ex)
             target = ex.get("tgt_ids", ex.get("tgt"))
             rec = self.tokenizer.build_seq2seq_inputs(segs, target, self.cfg.max_src_len, self.cfg.max_tgt_len)
@@ -253,7 +252,7 @@ class CaptionTask(MultimodalTask):
     def load(self, split: str) -> list[dict[str, Any]]:
         out = []
         max_len = self.cfg.max_tgt_len
-        for ex in load_examples(self.data_path(split), "caption"):
+        for ex in self.read_examples(split, "caption"):
             ids = ex.get("caption_ids")
             body = [i for i in ids if i not in (CLS_ID, SEP_ID)] if ids else self.tokenizer.encode(ex["caption"])
             tgt = [CLS_ID] + body[:max_len - 2] + [SEP_ID]  # truncated keeping the final [SEP] (official)

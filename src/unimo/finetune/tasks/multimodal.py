@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from ... import masks
 from ...model.modeling import UnimoForRetrieval, UnimoForVisualEntailment, UnimoForVQA
-from ...reader.datasets import load_examples
 from ...reader.image_batch import ImageBatcher
 from ...tokenizer import CLS_ID, PAD_ID, SEP_ID
 from ..config import FinetuneConfig
@@ -114,7 +113,7 @@ class VisualEntailmentTask(MultimodalTask):
 
     def load(self, split: str) -> list[dict[str, Any]]:
         out = []
-        for ex in load_examples(self.data_path(split), "ve"):
+        for ex in self.read_examples(split, "ve"):
             out.append({"image_id": str(ex["image_id"]), "pair_id": ex.get("pair_id"),
                         "text": self.text_ids(ex.get("hypothesis"), ex.get("hypothesis_ids")),
                         "label": ex.get("label")})
@@ -169,7 +168,7 @@ class VQATask(MultimodalTask):
 
     @property
     def answer_vocab_path(self) -> str:
-        path = self.cfg.answer_vocab or os.path.join(os.path.dirname(self.data_path("train")), "answer_vocab.json")
+        path = self.cfg.answer_vocab or os.path.join(os.path.dirname(self.data_paths("train")[0]), "answer_vocab.json")
         if not os.path.isabs(path) and self.cfg.data_dir and not os.path.exists(path):
             path = os.path.join(self.cfg.data_dir, path)
         return path
@@ -188,7 +187,7 @@ class VQATask(MultimodalTask):
     def load(self, split: str) -> list[dict[str, Any]]:
         self.answers  # noqa: B018  (loads the vocabulary)
         out = []
-        for ex in load_examples(self.data_path(split), "vqa"):
+        for ex in self.read_examples(split, "vqa"):
             targets = {self._answer_index[a["answer"]]: float(a["score"]) for a in ex.get("answers", [])
                        if a["answer"] in self._answer_index}  # answers outside the vocabulary cannot be predicted
             out.append({"question_id": ex["question_id"], "image_id": str(ex["image_id"]),
@@ -284,7 +283,7 @@ class RetrievalTask(MultimodalTask):
 
     def _load_images(self, split: str) -> list[dict[str, Any]]:
         out = []
-        for ex in load_examples(self.data_path(split), "retrieval"):
+        for ex in self.read_examples(split, "retrieval"):
             caps = ex.get("captions_ids") or ex.get("captions") or []
             texts = [self.text_ids(None, c) if not isinstance(c, str) else self.text_ids(c, None) for c in caps]
             out.append({"image_id": str(ex["image_id"]), "texts": texts})
