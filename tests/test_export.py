@@ -49,6 +49,8 @@ def _amplify_heads(model, factor: float = 10.0) -> None:
 def _export(tmp: Path, model, task: str) -> tuple[object, InferenceRunner]:
     src, out = tmp / f"{task}_model", tmp / f"{task}_export"
     model.save_pretrained(str(src))
+    if task == "vqa":  # a side file a deployment needs: copied into the export
+        (src / "answer_vocab.json").write_text(json.dumps([f"answer {i}" for i in range(7)]))
     assert run_cli(main, ["--model", str(src), "--task", task, "--output", str(out)]) == 0
     return model, InferenceRunner(str(out))
 
@@ -120,6 +122,25 @@ def test_understanding_forward_matches_dygraph(exported, task):
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= TOL, np.abs(got - want).max()
         assert 0.3 < np.abs(want).max() < 10  # outputs of order 1: an absolute 1e-5 is a real tolerance
+
+
+def test_task_model_adapter_behaves_as_the_task_model(exported):
+    """``runner.task_model()`` answers ``model(**tensors).logits`` / ``.scores`` as the dygraph task models do (what
+    ``unimo.predict`` and ``MultimodalTask.forward_batches`` call), and refuses inputs the export does not take."""
+    rng = np.random.default_rng(9)
+    ids, pos, tvalid = _text(rng, [4, 6])
+    feats, locs, ivalid = _images(rng, [3, 5])
+    inputs = {"input_ids": ids, "position_ids": pos, "image_features": feats, "image_locations": locs,
+              "attention_mask": masks.bidirectional_batch(np.concatenate([ivalid, tvalid], axis=1))}
+    for task, field in (("vqa", "logits"), ("retrieval", "scores")):
+        model, runner = exported[task]
+        adapter = runner.task_model()
+        assert adapter.architecture == type(model).__name__ and adapter.config.hidden_size == 64
+        got = getattr(adapter.eval()(**{k: paddle.to_tensor(v) for k, v in inputs.items()}), field)
+        assert isinstance(got, paddle.Tensor)
+        assert np.abs(got.numpy() - _dygraph(model, inputs)).max() <= TOL
+    with pytest.raises(ValueError, match="labels"):
+        exported["vqa"][1].task_model()(**inputs, labels=np.zeros((2, 7), np.float32))
 
 
 def _check_same(want, got):
@@ -205,6 +226,9 @@ def test_export_writes_a_complete_manifest(exported):
         for f in spec["files"]:
             assert os.path.getsize(os.path.join(runner.directory, f)) > 0
     assert "forward" in exported["vqa"][1].programs
+    vqa_dir = Path(exported["vqa"][1].directory)
+    assert json.loads((vqa_dir / "answer_vocab.json").read_text())[6] == "answer 6"
+    assert json.loads((vqa_dir / MANIFEST_NAME).read_text())["side_files"] == ["answer_vocab.json"]
     with pytest.raises(ValueError, match="decodes"):
         runner.forward()
 

@@ -34,6 +34,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import unimo  # noqa: F401  (CPU environment before paddle)
 
+from .tokenizer import BPE_FILE, ENCODER_FILE, VOCAB_FILE
 from .utils.cli import HelpFormatter, add_json_option, emit_json
 from .utils.errors import UserError, run_cli
 
@@ -176,9 +177,17 @@ def _input_specs(names: list[str], config: Any) -> list[Any]:
     return [_spec(n, kv if n in ("src_k", "src_v", "gen_k", "gen_v") else shapes[n]) for n in names]
 
 
-def export_model(model: Any, task: str, output: str, overwrite: bool = False) -> dict[str, Any]:
+# files of a model folder a deployment also needs (tokenizer dictionaries, VQA answer vocabulary): copied if present
+SIDE_FILES = (ENCODER_FILE, BPE_FILE, VOCAB_FILE, "answer_vocab.json")  # the last: unimo.predict.api.ANSWER_VOCAB_NAME
+
+
+def export_model(model: Any, task: str, output: str, overwrite: bool = False,
+                 model_dir: Optional[str] = None) -> dict[str, Any]:
     """Write ``model`` (a task model in eval mode) as Paddle Inference programs into ``output`` (atomically: a
-    temporary folder whose entries replace OUT's at the end) and return the manifest written to ``export.json``."""
+    temporary folder whose entries replace OUT's at the end) and return the manifest written to ``export.json``.
+    ``model_dir``: the folder it was loaded from, whose :data:`SIDE_FILES` are copied along."""
+    import shutil
+
     import paddle
 
     from .utils.io import atomic_directory
@@ -213,6 +222,10 @@ def export_model(model: Any, task: str, output: str, overwrite: bool = False) ->
                 manifest["programs"][prog] = {"inputs": names, "outputs": outputs,
                                               "files": sorted(f for f in os.listdir(tmp) if f.startswith(prog + "."))}
             config.save_pretrained(tmp)
+            copied = [n for n in SIDE_FILES if model_dir and os.path.isfile(os.path.join(model_dir, n))]
+            for name in copied:
+                shutil.copyfile(os.path.join(model_dir, name), os.path.join(tmp, name))
+            manifest["side_files"] = copied
             with open(os.path.join(tmp, MANIFEST_NAME), "w", encoding="utf-8") as f:
                 json.dump(manifest, f, indent=1, sort_keys=True)
     finally:
@@ -297,6 +310,12 @@ class InferenceRunner:
         if missing:
             raise ValueError(f"{self.task} inputs lack {missing} (the exported forward takes {prog.inputs})")
         return prog(**{n: _numpy(inputs[n]) for n in prog.inputs})[0]
+
+    def task_model(self) -> "ExportedTaskModel":
+        """The exported forward behind the task model's call convention (``model(**tensors).logits``)."""
+        if "forward" not in self.programs:
+            raise ValueError(f"an exported {self.task} model decodes: use generation_model")
+        return ExportedTaskModel(self)
 
     # -- generation
     def generation_model(self) -> "ExportedGenerationModel":
@@ -404,24 +423,51 @@ class _ExportedBackbone:
         return paddle.to_tensor(cache.step(inputs, attention_mask)).unsqueeze(1)
 
 
-class ExportedGenerationModel:
-    """Duck-types :class:`UnimoForGeneration` for :mod:`unimo.generation.search` (``.unimo`` + ``.lm_head``): the
-    search code runs unchanged over the exported programs."""
+class _ExportedModelBase:
+    """What callers of a task model read besides its call: ``config``, ``architecture``, ``eval()``/``train()``."""
 
     training = False
 
     def __init__(self, runner: InferenceRunner):
+        self.runner, self.config = runner, runner.config
+        self.architecture: str = runner.manifest["architecture"]
+
+    def eval(self) -> "_ExportedModelBase":
+        return self
+
+    def train(self) -> "_ExportedModelBase":
+        return self
+
+
+class ExportedTaskModel(_ExportedModelBase):
+    """Duck-types an understanding task model's call: ``model(**inputs)`` returns an object whose ``logits``
+    (retrieval: ``scores``) is a Paddle tensor, as ``UnimoClassificationOutput`` & co. An input the exported
+    forward does not take (labels, adversarial deltas, role ids) is refused rather than ignored."""
+
+    def __call__(self, **inputs: Any) -> Any:
+        import types
+
+        import paddle
+
+        prog = self.runner.programs["forward"]
+        extra = sorted(k for k, v in inputs.items() if v is not None and k not in prog.inputs)
+        if extra:
+            raise ValueError(f"the exported {self.runner.task} forward takes {prog.inputs}, not {extra}")
+        field = "scores" if self.runner.task == "retrieval" else "logits"
+        return types.SimpleNamespace(**{field: paddle.to_tensor(self.runner.forward(**inputs))})
+
+
+class ExportedGenerationModel(_ExportedModelBase):
+    """Duck-types :class:`UnimoForGeneration` for :mod:`unimo.generation.search` (``.unimo`` + ``.lm_head``): the
+    search code runs unchanged over the exported programs."""
+
+    def __init__(self, runner: InferenceRunner):
+        super().__init__(runner)
         self.unimo = _ExportedBackbone(runner)
 
     @staticmethod
     def lm_head(logits: Any) -> Any:  # the step program already applies the LM head
         return logits
-
-    def eval(self) -> "ExportedGenerationModel":
-        return self
-
-    def train(self) -> "ExportedGenerationModel":
-        return self
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -459,7 +505,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 trust_pickle=args.trust_pickle)
     except PredictError as exc:
         raise UserError(str(exc), field="--model") from None
-    manifest = export_model(model, args.task, args.output, overwrite=args.overwrite)
+    manifest = export_model(model, args.task, args.output, overwrite=args.overwrite, model_dir=args.model)
     summary = {"output": args.output, "task": args.task, "programs": sorted(manifest["programs"])}
     if args.json is not None:
         emit_json(args.json, manifest)
