@@ -88,3 +88,34 @@ def test_vqa_trains_on_train_plus_val_and_answers_every_test_question(tmp_path, 
     assert [sorted(e["targets"]) for e in train] == [[0], [1], [2]]
     _, val_cfg = load_run_config(str(REPO / "script/vqa/VQAv2_val/conf.yaml"), common)
     assert val_cfg.train_file == "vqa_train.jsonl" and val_cfg.dev_file == "vqa_val.jsonl" and val_cfg.do_eval
+
+
+def test_vqa_test_split_becomes_the_evalai_submission(tmp_path, tokenizer, tiny_config):
+    """The unlabelled test2015 split: no local metric, and vqa_results_test.json answers every question (integer
+    ids, an answer of the vocabulary each) in EvalAI's format [{"question_id", "answer"}]."""
+    import numpy as np
+
+    from unimo.finetune.run import load_run_config
+    from unimo.reader.features import FeatureStoreWriter, RegionFeatures
+
+    with FeatureStoreWriter(tmp_path / "store", feature_dim=tiny_config.image_embedding_size) as w:
+        for k in range(3):
+            boxes = np.array([[1, 1, 20, 20], [10, 5, 40, 30]], np.float32)
+            w.add(RegionFeatures(str(k), 64, 48, boxes,
+                                 np.full((2, tiny_config.image_embedding_size), k, np.float32)))
+    _write(tmp_path / "vqa_train.jsonl", [{"question_id": 1, "image_id": "0", "question": "color?",
+                                           "answers": [{"answer": "red", "score": 1.0}]}])
+    _write(tmp_path / "vqa_test.jsonl", [{"question_id": 10 + k, "image_id": str(k), "question": f"how many {k}?",
+                                          "answers": []} for k in range(3)])
+    (tmp_path / "answer_vocab.json").write_text(json.dumps(["red", "blue", "two"]))
+    task_cls, cfg = load_run_config(str(REPO / "script/vqa/VQAv2/conf.yaml"), {
+        "data_dir": str(tmp_path), "init_checkpoint": None, "feature_store": str(tmp_path / "store"),
+        "train_file": "vqa_train.jsonl", "model_config": str(REPO / "model_files/config/unimo_tiny_en.json"),
+        "max_img_len": 8})
+    task = task_cls(cfg, tokenizer, str(tmp_path / "out"))
+    model = task.build_model(tiny_config)
+    model.eval()
+    assert task.evaluate(model, "test") == {}
+    rows = json.loads((tmp_path / "out" / "vqa_results_test.json").read_text())
+    assert sorted(r["question_id"] for r in rows) == [10, 11, 12]
+    assert all(isinstance(r["question_id"], int) and r["answer"] in ("red", "blue", "two") for r in rows)
