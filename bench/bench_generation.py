@@ -9,9 +9,11 @@ recompute baseline runs once. The load average is recorded. Prints JSON (bench/r
 The same run measures the machine's memory bandwidth (a streaming numpy sum over a 1.5 GB float32 array, best of 3)
 and reports every step time as a multiple of the per-step memory floor: the bytes a step must read at least once
 (backbone encoder weights + the tied 50265 x 768 output embedding + LM-head transform, fp32, plus the KV cache at
-that step) divided by that bandwidth. ``breakdown`` is one extra cached run with manual timers (exclusive time per
-region: on CPU every Paddle eager op is synchronous, so wall-clock timers are exact) around attention, FFN, LM head,
-log-softmax/top-k, cache write/reorder, host copies; the rest of the step is Python/bookkeeping overhead.
+that step) divided by that bandwidth. ``exported``: the same search over the model exported with
+``python -m unimo.export`` and run by ``paddle.inference`` (ids and scores checked against the dygraph run).
+``breakdown`` is one extra cached run with manual timers (exclusive time per region: on CPU every Paddle eager op
+is synchronous, so wall-clock timers are exact) around attention, FFN, LM head, log-softmax/top-k, cache
+write/reorder, host copies; the rest of the step is Python/bookkeeping overhead.
 
     .venv/bin/python bench/bench_generation.py [--batch 1 --beam 5 --src-len 128 --out-len 100 --tag before]
 """
@@ -21,7 +23,9 @@ import argparse
 import json
 import os
 import subprocess
+import tempfile
 import time
+from typing import Optional
 
 import numpy as np
 from common import REPO, emit, peak_rss_mb
@@ -150,15 +154,20 @@ def per_step_summary(step_ends: list[float], start: float) -> dict:
     return out
 
 
-def run_unimo(model, source, valid, args, use_cache: bool, repeats: int) -> dict:
+def run_unimo(model, source, valid, args, use_cache: bool, repeats: int, search=None, keep: Optional[dict] = None
+              ) -> dict:
+    """Fastest of ``repeats`` beam searches; ``search`` replaces :func:`beam_search` (the exported model's);
+    ``keep`` receives the hypotheses under "hyps"."""
     best = None
     totals = []
     for _ in range(repeats):
         ends: list[float] = []
         start = time.perf_counter()
-        hyps = beam_search(model, source, valid, beam_size=args.beam, max_out_len=args.out_len,
-                           min_out_len=args.out_len, length_penalty=0.6, use_cache=use_cache,
-                           callback=lambda step: ends.append(time.perf_counter()))
+        hyps = (search or beam_search)(model, source, valid, beam_size=args.beam, max_out_len=args.out_len,
+                                       min_out_len=args.out_len, length_penalty=0.6, use_cache=use_cache,
+                                       callback=lambda step: ends.append(time.perf_counter()))
+        if keep is not None:
+            keep["hyps"] = hyps
         total = time.perf_counter() - start
         assert all(len(ids) == args.out_len for ids, _ in hyps), "EOS ended a hypothesis early"
         totals.append(round(total, 3))
@@ -217,6 +226,29 @@ def add_floor(out: dict, fb: dict, bw_gbs: float, args) -> None:
             out[f"step_{n}_floor_x"] = round(out[key] / floor_ms, 2)
 
 
+def run_exported(model, source, valid, args, reference: list) -> dict:
+    """The same search driven by the exported Paddle Inference programs (``python -m unimo.export``: encoder +
+    cached step, run by ``paddle.inference``); also checks that it returns the dygraph search's ids and scores."""
+    from unimo.export import InferenceRunner, export_model
+
+    with tempfile.TemporaryDirectory(dir=str(REPO / "bench" / "results")) as tmp:
+        t0 = time.perf_counter()
+        export_model(model, "seq2seq", os.path.join(tmp, "model"))
+        export_s = time.perf_counter() - t0
+        runner = InferenceRunner(os.path.join(tmp, "model"))
+        gen = runner.generation_model()
+        beam_search(gen, source, valid, beam_size=args.beam, max_out_len=3, min_out_len=3)  # warm-up
+        keep: dict = {}
+        out = run_unimo(gen, source, valid, args, use_cache=True, repeats=args.repeats, keep=keep)
+    hyps = keep["hyps"]
+    out["export_s"] = round(export_s, 2)
+    out["same_ids_as_dygraph"] = [h[0] for h in hyps] == [h[0] for h in reference]
+    out["max_score_diff_vs_dygraph"] = float(max(abs(a[1] - b[1]) for a, b in zip(hyps, reference)))
+    out["note"] = ("per step the host passes the whole cache (source K/V and the generated-token buffer) into the "
+                   "step program and reads the updated buffer back")
+    return out
+
+
 def run_hf(args) -> dict:
     if not ORACLE_PYTHON.exists():
         return {"skipped": f"oracle venv missing ({ORACLE_PYTHON})"}
@@ -247,6 +279,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of the cached search and of HF (fastest kept)")
     parser.add_argument("--skip-recompute", action="store_true")
     parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--skip-exported", action="store_true",
+                        help="skip the exported model (python -m unimo.export + paddle.inference) run")
     args = parser.parse_args()
     load_start = round(os.getloadavg()[0], 2)
     bw = memory_bandwidth_gbs()
@@ -269,8 +303,13 @@ def main() -> None:
               "load_avg_start": load_start, "memory_bandwidth": bw}
     fb = floor_bytes(model, args)
     result["floor"] = {**fb, "weights_floor_ms": round(fb["weights_bytes"] / (bandwidth * 1e9) * 1000.0, 2)}
-    result["cached"] = run_unimo(model, source, valid, args, use_cache=True, repeats=args.repeats)
+    kept: dict = {}
+    result["cached"] = run_unimo(model, source, valid, args, use_cache=True, repeats=args.repeats, keep=kept)
     add_floor(result["cached"], fb, bandwidth, args)
+    if not args.skip_exported:
+        result["exported"] = run_exported(model, source, valid, args, kept["hyps"])
+        add_floor(result["exported"], fb, bandwidth, args)
+        result["exported_time_over_dygraph"] = round(result["exported"]["total_s"] / result["cached"]["total_s"], 2)
     if not args.skip_breakdown:
         prof = StepProfiler(model)
         with prof:
