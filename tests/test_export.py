@@ -46,8 +46,8 @@ def _amplify_heads(model, factor: float = 10.0) -> None:
             p.set_value(p * factor)
 
 
-def _export(tmp: Path, model, task: str) -> tuple[object, InferenceRunner]:
-    src, out = tmp / f"{task}_model", tmp / f"{task}_export"
+def _export(tmp: Path, model, task: str, name: str) -> tuple[object, InferenceRunner]:
+    src, out = tmp / f"{name}_model", tmp / f"{name}_export"
     model.save_pretrained(str(src))
     if task == "vqa":  # a side file a deployment needs: copied into the export
         (src / "answer_vocab.json").write_text(json.dumps([f"answer {i}" for i in range(7)]))
@@ -63,16 +63,18 @@ def exported(tiny_config, tmp_path_factory):
     _sharpen(s2s, 8.0)
     cap = UnimoForGeneration(tiny_config)
     _sharpen(cap, 8.0)
-    built = {"seq2seq": s2s, "caption": cap,
+    dialog = UnimoForGeneration(tiny_config.copy(role_type_size=3, turn_type_size=5))  # role/turn embeddings
+    _sharpen(dialog, 10.0)
+    built = {"seq2seq": s2s, "caption": cap, "dialog": dialog,
              "classification": UnimoForSequenceClassification(tiny_config, num_labels=3),
              "ve": UnimoForVisualEntailment(tiny_config, hidden=32), "vqa": UnimoForVQA(tiny_config, num_answers=7),
              "retrieval": UnimoForRetrieval(tiny_config)}
     out = {}
     for task, model in built.items():
         model.eval()
-        if task not in ("seq2seq", "caption"):
+        if task not in ("seq2seq", "caption", "dialog"):
             _amplify_heads(model)
-        out[task] = _export(tmp, model, task)
+        out[task] = _export(tmp, model, "seq2seq" if task == "dialog" else task, task)
     return out
 
 
@@ -148,10 +150,13 @@ def _check_same(want, got):
     np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=0, atol=TOL)
 
 
-def _seq2seq_source(rng):
+def _seq2seq_source(rng, dialog: bool = False):
     ids, pos, valid = _text(rng, [7, 3, 5])
     ids[:, 0] = BOS
-    return {"input_ids": ids, "position_ids": pos, "attention_mask": masks.bidirectional_batch(valid)}, valid
+    source = {"input_ids": ids, "position_ids": pos, "attention_mask": masks.bidirectional_batch(valid)}
+    if dialog:
+        source.update(role_ids=rng.integers(0, 3, ids.shape), turn_ids=rng.integers(0, 5, ids.shape))
+    return source, valid
 
 
 def _caption_source(rng, tags: bool):
@@ -165,11 +170,12 @@ def _caption_source(rng, tags: bool):
     return source, valid
 
 
-@pytest.mark.parametrize("task, tags", [("seq2seq", False), ("caption", False), ("caption", True)])
+@pytest.mark.parametrize("task, tags", [("seq2seq", False), ("dialog", False), ("caption", False),
+                                       ("caption", True)])
 def test_generation_matches_dygraph(exported, task, tags):
     model, runner = exported[task]
     rng = np.random.default_rng(5)
-    source, valid = _seq2seq_source(rng) if task == "seq2seq" else _caption_source(rng, tags)
+    source, valid = _caption_source(rng, tags) if task == "caption" else _seq2seq_source(rng, task == "dialog")
     settings = dict(bos_id=BOS, eos_id=EOS, max_out_len=20, min_out_len=2)  # 20 > one 16-position cache chunk
     want = beam_search(model, source, valid, beam_size=3, length_penalty=0.6, return_all=True, **settings)
     got = runner.beam_search(source, valid, beam_size=3, length_penalty=0.6, return_all=True, **settings)
@@ -180,12 +186,13 @@ def test_generation_matches_dygraph(exported, task, tags):
     _check_same(greedy_search(model, source, valid, **settings), runner.greedy_search(source, valid, **settings))
 
 
-@pytest.mark.parametrize("task, tags", [("seq2seq", False), ("caption", False), ("caption", True)])
+@pytest.mark.parametrize("task, tags", [("seq2seq", False), ("dialog", False), ("caption", False),
+                                       ("caption", True)])
 def test_exported_encoder_fills_the_cache_as_dygraph(exported, task, tags):
     """The source keys/values of every layer (what the step attends to) equal those of the dygraph KVCache."""
     model, runner = exported[task]
     rng = np.random.default_rng(11)
-    source, _ = _seq2seq_source(rng) if task == "seq2seq" else _caption_source(rng, tags)
+    source, _ = _caption_source(rng, tags) if task == "caption" else _seq2seq_source(rng, task == "dialog")
     cache = model.unimo.init_cache()
     with paddle.no_grad():
         model.unimo(**{k: paddle.to_tensor(v) for k, v in source.items()}, cache=cache)
