@@ -235,7 +235,8 @@ def export_model(model: Any, task: str, output: str, overwrite: bool = False,
 
 # ------------------------------------------------------------------------------------------------ inference runner
 class _Program:
-    """One exported program behind a ``paddle.inference`` predictor: named numpy arrays in, numpy arrays out."""
+    """One exported program behind a ``paddle.inference`` predictor: named inputs (numpy arrays or Paddle tensors)
+    in, Paddle tensors out (the predictor's tensor API: no copies through numpy)."""
 
     def __init__(self, directory: str, name: str, spec: Mapping[str, Any], threads: int, ir_optim: bool,
                  onednn: bool = False):
@@ -255,20 +256,23 @@ class _Program:
         self.predictor = pi.create_predictor(cfg)
         self.inputs = list(spec["inputs"])
         self.outputs = list(spec["outputs"])
-        feed = self.predictor.get_input_names()
-        if sorted(feed) != sorted(self.inputs):
-            raise UserError(f"program {name!r} feeds {feed}, export.json says {self.inputs}", file=directory)
+        self.feed_order = self.predictor.get_input_names()
+        if sorted(self.feed_order) != sorted(self.inputs):
+            raise UserError(f"program {name!r} feeds {self.feed_order}, export.json says {self.inputs}",
+                            file=directory)
 
-    def __call__(self, **arrays: Any) -> list[Any]:
-        import numpy as np
+    def __call__(self, **values: Any) -> list[Any]:
+        return self.predictor.run([_tensor(n, values[n]) for n in self.feed_order])
 
-        for name in self.inputs:
-            value = np.ascontiguousarray(arrays[name], dtype=np.int64 if name in _INT_NAMES else np.float32)
-            handle = self.predictor.get_input_handle(name)
-            handle.reshape(list(value.shape))
-            handle.copy_from_cpu(value)
-        self.predictor.run()
-        return [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.predictor.get_output_names()]
+
+def _tensor(name: str, value: Any) -> Any:
+    import numpy as np
+    import paddle
+
+    dtype = "int64" if name in _INT_NAMES else "float32"
+    if isinstance(value, paddle.Tensor):
+        return value if value.dtype == getattr(paddle, dtype) else value.astype(dtype)
+    return paddle.to_tensor(np.ascontiguousarray(value, dtype=dtype))
 
 
 class InferenceRunner:
@@ -309,7 +313,7 @@ class InferenceRunner:
         missing = [n for n in prog.inputs if inputs.get(n) is None]
         if missing:
             raise ValueError(f"{self.task} inputs lack {missing} (the exported forward takes {prog.inputs})")
-        return prog(**{n: _numpy(inputs[n]) for n in prog.inputs})[0]
+        return prog(**{n: inputs[n] for n in prog.inputs})[0].numpy()
 
     def task_model(self) -> "ExportedTaskModel":
         """The exported forward behind the task model's call convention (``model(**tensors).logits``)."""
@@ -346,10 +350,10 @@ def _numpy(value: Any) -> Any:
 
 
 class _HostCache:
-    """The decoding cache of an exported model, on the host: source K/V from the encoder, the generated part a
-    buffer grown by whole chunks (host side; the step program sees a fixed-size buffer). Same reorder rules as
-    :class:`unimo.model.modeling.KVCache`: nothing moves when the parents are the identity, the source part stays
-    when every row keeps its source."""
+    """The decoding cache of an exported model, outside the programs: source K/V from the encoder, the generated
+    part a buffer grown by whole chunks between steps (the step program sees a fixed-size buffer). Same reorder
+    rules as :class:`unimo.model.modeling.KVCache`: nothing moves when the parents are the identity, the source part
+    stays when every row keeps its source."""
 
     def __init__(self, runner: InferenceRunner, chunk: int = 16):
         self.runner, self.chunk = runner, chunk
@@ -358,48 +362,55 @@ class _HostCache:
 
     def encode(self, inputs: Mapping[str, Any]) -> None:
         import numpy as np
+        import paddle
 
         tags = inputs.get("obj_input_ids") is not None
         prog = self.runner.programs["encoder_tags" if tags else "encoder"]
-        self.src_k, self.src_v = prog(**{n: _numpy(inputs[n]) for n in prog.inputs})
-        rows = self.src_k.shape[1]
+        self.src_k, self.src_v = prog(**{n: inputs[n] for n in prog.inputs})
+        rows = int(self.src_k.shape[1])
         m = self.runner.manifest
-        self.gen_k = np.zeros((m["num_layers"], rows, m["num_heads"], self.chunk, m["head_dim"]), np.float32)
-        self.gen_v = np.zeros_like(self.gen_k)
+        shape = [m["num_layers"], rows, m["num_heads"], self.chunk, m["head_dim"]]
+        self.gen_k, self.gen_v = paddle.zeros(shape), paddle.zeros(shape)
         self.row_source = np.arange(rows)
 
     def step(self, inputs: Mapping[str, Any], attention_mask: Any) -> Any:
         import numpy as np
+        import paddle
 
-        mask = _numpy(attention_mask).astype(np.float32)  # [N, 1, Ls + g + 1]
-        ls = self.src_k.shape[3]
-        g = mask.shape[-1] - ls - 1  # tokens already in the buffer: this one goes to position g
-        cap = self.gen_k.shape[3]
+        mask = _tensor("attention_mask", attention_mask)  # [N, 1, Ls + g + 1]
+        ls = int(self.src_k.shape[3])
+        width = int(mask.shape[-1])
+        g = width - ls - 1  # tokens already in the buffer: this one goes to position g
+        cap = int(self.gen_k.shape[3])
         if g >= cap:  # grow by a whole chunk (copies the old part once per chunk)
-            pad = np.zeros(self.gen_k.shape[:3] + (self.chunk,) + self.gen_k.shape[4:], np.float32)
-            self.gen_k = np.concatenate([self.gen_k, pad], axis=3)
-            self.gen_v = np.concatenate([self.gen_v, pad], axis=3)
+            pad = paddle.zeros(list(self.gen_k.shape[:3]) + [self.chunk] + list(self.gen_k.shape[4:]))
+            self.gen_k = paddle.concat([self.gen_k, pad], axis=3)
+            self.gen_v = paddle.concat([self.gen_v, pad], axis=3)
             cap += self.chunk
-        full = np.zeros(mask.shape[:2] + (ls + cap,), np.float32)
-        full[:, :, :mask.shape[-1]] = mask
+        if ls + cap > width:  # the buffer's unwritten positions are blocked
+            mask = paddle.concat([mask, paddle.zeros(list(mask.shape[:2]) + [ls + cap - width])], axis=-1)
         prog = self.runner.programs["step"]
-        feed = {n: _numpy(inputs[n]) for n in prog.inputs if n in inputs}
-        feed.update(attention_mask=full, write_index=np.array([g], np.int64), src_k=self.src_k, src_v=self.src_v,
+        feed = {n: inputs[n] for n in prog.inputs if n in inputs}
+        feed.update(attention_mask=mask, write_index=np.array([g], np.int64), src_k=self.src_k, src_v=self.src_v,
                     gen_k=self.gen_k, gen_v=self.gen_v)
         logits, self.gen_k, self.gen_v = prog(**feed)
         return logits
 
     def reorder(self, index: Any) -> None:
         import numpy as np
+        import paddle
 
         idx = np.asarray(_numpy(index), dtype=np.int64).reshape(-1)
         rows = len(self.row_source)
         if len(idx) == rows and np.array_equal(idx, np.arange(rows)):
             return
+        index_t = paddle.to_tensor(idx)
         new_source = self.row_source[idx]
         if not (len(idx) == rows and np.array_equal(new_source, self.row_source)):
-            self.src_k, self.src_v = self.src_k[:, idx], self.src_v[:, idx]
-        self.gen_k, self.gen_v = self.gen_k[:, idx], self.gen_v[:, idx]
+            self.src_k = paddle.gather(self.src_k, index_t, axis=1)
+            self.src_v = paddle.gather(self.src_v, index_t, axis=1)
+        self.gen_k = paddle.gather(self.gen_k, index_t, axis=1)
+        self.gen_v = paddle.gather(self.gen_v, index_t, axis=1)
         self.row_source = new_source
 
 
@@ -415,12 +426,10 @@ class _ExportedBackbone:
         return _HostCache(self.runner)
 
     def __call__(self, *, cache: _HostCache, attention_mask: Any, **inputs: Any) -> Any:
-        import paddle
-
         if cache.src_k is None:
             cache.encode(dict(inputs, attention_mask=attention_mask))
             return None
-        return paddle.to_tensor(cache.step(inputs, attention_mask)).unsqueeze(1)
+        return cache.step(inputs, attention_mask).unsqueeze(1)
 
 
 class _ExportedModelBase:
