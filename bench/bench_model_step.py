@@ -21,6 +21,7 @@ import os
 import subprocess
 import tempfile
 import time
+from typing import Optional
 
 from common import REPO, emit
 
@@ -132,20 +133,22 @@ class PaddleStep:
 
 def exclusive_operator_ms(events: list[dict]) -> dict[str, float]:
     """Exclusive time per operator name (``[...]`` duration suffix stripped) from a Paddle chrome trace: an
-    operator's time minus the operators nested in it on the same thread."""
+    operator's time minus the part of the operators nested in it (same thread) that lies inside it."""
     ops = sorted((e for e in events if e.get("cat") == "Operator" and e.get("ph") == "X"),
                  key=lambda e: (e["tid"], e["ts"], -e["dur"]))
     out: dict[str, float] = {}
-    stack: list[list] = []  # [end, name, child time, tid]
-    def close(frame):
-        end, name, child, _tid, dur = frame
-        out[name] = out.get(name, 0.0) + (dur - child) / 1000.0
+    stack: list[list] = []  # [start, end, name, time of nested operators, tid]
+
+    def close(frame: list) -> None:
+        start, end, name, nested, _tid = frame
+        out[name] = out.get(name, 0.0) + max(0.0, (end - start) - nested) / 1000.0
         if stack:
-            stack[-1][2] += dur
+            stack[-1][3] += max(0.0, min(end, stack[-1][1]) - start)
+
     for e in ops:
-        while stack and (stack[-1][3] != e["tid"] or stack[-1][0] <= e["ts"]):
+        while stack and (stack[-1][4] != e["tid"] or stack[-1][1] <= e["ts"]):
             close(stack.pop())
-        stack.append([e["ts"] + e["dur"], e["name"].split("[")[0].strip(), 0.0, e["tid"], e["dur"]])
+        stack.append([e["ts"], e["ts"] + e["dur"], e["name"].split("[")[0].strip(), 0.0, e["tid"]])
     while stack:
         close(stack.pop())
     return out
@@ -193,20 +196,27 @@ def main() -> None:
               "load_avg_start": load_start, "load_avg_end": round(os.getloadavg()[0], 2),
               "matmul_peak_gflops_start_end": [round(peak, 1), round(peak_end, 1)],
               "model_gflops_per_step": round(flops / 1e9, 1), "rounds": rounds,
-              "note": "ratios are per round (same load); medians over rounds below. Absolute seconds depend on the "
-                      "machine's load at the time (see load_avg per round)."}
+              "note": "ratios are per round (same load); medians over rounds below. Absolute seconds and the fractions "
+                      "of the matmul peak depend on the machine's load at the time (see load_avg per round): "
+                      "compare them only between idle runs."}
     peak_best = max(peak, peak_end)
+    # a matmul peak measured while other processes hold the cores is not the machine's: fractions only when idle
+    idle = load_start < 1.0 and result["load_avg_end"] < 1.5
+
+    def fraction(step_s: float) -> Optional[float]:
+        return round(flops / step_s / 1e9 / peak_best, 3) if idle else None
+
     for name in VARIANTS:
         step = median([row[name]["step_s"] for row in rounds])
         result[f"{name}_step_s_median"] = round(step, 3)
-        result[f"{name}_fraction_of_matmul_peak"] = round(flops / step / 1e9 / peak_best, 3)
+        result[f"{name}_fraction_of_matmul_peak"] = fraction(step)
         if use_torch:
             result[f"{name}_over_torch_median"] = round(median([row[f"{name}_over_torch"] for row in rounds]), 3)
     result["fast_over_plain_median"] = round(median([row["fast_over_plain"] for row in rounds]), 3)
     if use_torch:
         tstep = median([row["torch"]["step_s"] for row in rounds])
         result["torch_step_s_median"] = round(tstep, 3)
-        result["torch_fraction_of_matmul_peak"] = round(flops / tstep / 1e9 / peak_best, 3)
+        result["torch_fraction_of_matmul_peak"] = fraction(tstep)
     if not args.no_profile:
         result["breakdown"] = {name: bench.profile(fast) for name, fast in VARIANTS.items()}
     modeling.TRAINING_FAST_PATH = True
