@@ -89,7 +89,7 @@ def caption_resume_job(work: Work):
     # 16 captions / batch 4 = 4 steps per epoch: checkpoint-3 is mid-epoch; VILLA with two ascent steps
     return resume_runs(work, "cap_resume", CAPTION, 3, (3,), f"data_dir={data}", work.store(), "max_img_len=37",
                        "batch_size=4", "max_steps=6", "logging_steps=1", "learning_rate=1e-3", "adv_steps=2",
-                       "do_eval=false")
+                       "do_eval=false", "object_tags=false")  # resume is the subject (tags: test_multimodal_e2e)
 
 
 def distributed_pair(work: Work, name: str, script: str, *overrides: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, build_demo_data
+from conftest import REPO, build_demo_data, SHARED
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,9 @@ def test_retrieval(demo, pretrained, tmp_path):
 def test_captioning(demo, pretrained, tmp_path):
     res = _run("script/img2txt/coco/run.sh", tmp_path, pretrained, f"data_dir={demo}/coco",
                f"feature_store={demo}/world/features/store", "epochs=2", "batch_size=32", "eval_batch_size=30",
-               "adv_steps=0", "label_smoothing=0.0", "max_eval_images=30")
+               "adv_steps=0", "label_smoothing=0.0", "max_eval_images=30",
+               # the official recipe's object tags, computed from the store's object predictions (no tag file)
+               "object_tag_file=null", f"object_vocab={SHARED / 'data' / 'vg_1600_400_20' / 'objects_vocab.txt'}")
     dev = res["metrics"]["dev"]
     for key in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr-D", "constant_caption_CIDEr-D"):
         assert key in dev and dev[key] is not None and dev[key] >= 0, (key, dev)

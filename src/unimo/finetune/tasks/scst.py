@@ -194,6 +194,8 @@ class ScstConfig(CaptionConfig):
     def validate(self) -> None:
         super().validate()
         self.require(self.adv_steps == 0, "adv_steps", "img2txt_scst does not combine with VILLA: must be 0")
+        # the sampled captions and their log-probability pass read [regions ; caption] only (tags not wired yet)
+        self.require(not self.object_tags, "object_tags", "img2txt_scst does not read object tags yet: must be false")
         self.require(self.scst_samples >= 1, "scst_samples", "must be >= 1")
         self.require(self.scst_top_k >= 0, "scst_top_k", "must be >= 0")
         self.require(self.scst_temperature > 0, "scst_temperature", "must be > 0")
