@@ -313,3 +313,27 @@ def test_squad_qg_dev_metric_groups_references_by_source(tmp_path, tokenizer, di
     res = task.evaluate(None, "dev")
     assert res["num_groups"] == 2 and res["num_examples"] == 3
     assert res["Bleu_4"] == pytest.approx(1.0, abs=1e-6)  # both groups: an exact match of a reference
+
+
+def test_unimo_captioner_reads_tags_from_the_features(tmp_path, tokenizer, tiny_config, shared_data):
+    """unimo.predict caption with a model trained with tags (object_tags in its training config): the tags come from
+    the features' object predictions, and the captions equal the task's own decoding from [image ; those tags]."""
+    import paddle
+
+    from unimo.model.modeling import UnimoForGeneration
+    from unimo.predict import UnimoCaptioner
+
+    store = _store(tmp_path / "store")
+    vocab = str(shared_data / "vg_1600_400_20" / "objects_vocab.txt")
+    paddle.seed(0)
+    model = UnimoForGeneration(tiny_config.copy(image_embedding_size=8))
+    conf = {"task": "img2txt", "object_tags": True, "object_vocab": vocab, "object_tag_conf": 0.5, "min_boxes": 1,
+            "max_out_len": 6, "beam_size": 2}
+    cap = UnimoCaptioner(model, tokenizer, str(store), task_config=conf, progress=False)
+    a, b = cap.task.object_tags(["a", "b"])
+    assert list(a.token_ids) == tokenizer.encode(" star") + [2] and list(b.token_ids) == tokenizer.encode(" heart") + [2]
+    reference = _task(tmp_path / "ref", tokenizer, object_tag_file=None, object_vocab=vocab, object_tag_conf=0.5,
+                      max_out_len=6, beam_size=2)
+    assert cap.generate(["a", "b"]) == reference.generate(model, ["a", "b"])
+    off = UnimoCaptioner(model, tokenizer, str(store), task_config={**conf, "object_tags": False}, progress=False)
+    assert all(len(t) == 0 for t in off.task.object_tags(["a", "b"]))

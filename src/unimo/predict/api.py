@@ -258,6 +258,10 @@ class _Predictor:
         # open store or an image folder, so hand it over directly.
         self.task.images = ImageBatcher(self.features, cfg.max_img_len, cfg.conf_threshold, cfg.min_boxes,
                                          cfg.max_boxes, cfg.fixed_boxes)
+        # a captioner trained with object tags (the official COCO recipe; object_tags in --config) reads them from
+        # the features' object predictions: the training tag file need not list the images predicted here
+        if getattr(cfg, "object_tags", False) and not settings.get("object_tag_file"):
+            self.task.use_store_tags(self.features)
 
     @classmethod
     def from_pretrained(cls, model_dir: str, features: str | os.PathLike | Any | None = None,

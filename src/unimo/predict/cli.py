@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-out-len", type=int, default=None, help=f"longest caption in tokens ({task_default})")
     p.add_argument("--min-out-len", type=int, default=None, help=f"shortest caption in tokens ({task_default})")
     p.add_argument("--length-penalty", type=float, default=None, help=f"beam length penalty ({task_default})")
+    p.add_argument("--object-vocab", default=None,
+                   help="detector class names for the object tags of a model trained with them (object_tags in "
+                        "--config): the tags are computed from the features' object predictions (None = --config's "
+                        "object_vocab)")
     p.add_argument("--trigram-blocking", action="store_true", default=None,
                    help=f"forbid repeated trigrams ({task_default})")
     p = sub.add_parser("vqa", help="answer questions about images (UnimoForVQA)", formatter_class=HelpFormatter)
@@ -132,7 +136,7 @@ def _predictor(args: argparse.Namespace):
     settings: dict[str, Any] = {}
     if args.command == "caption":
         settings = {k: getattr(args, k) for k in ("beam_size", "max_out_len", "min_out_len", "length_penalty",
-                                                  "trigram_blocking") if getattr(args, k) is not None}
+                                                  "trigram_blocking", "object_vocab") if getattr(args, k) is not None}
     if args.command == "vqa":
         settings["answer_vocab"] = args.answer_vocab
     return cls.from_pretrained(args.model, features=args.features, images=args.images, vocab_dir=args.vocab_dir,
