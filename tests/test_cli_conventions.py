@@ -30,12 +30,14 @@ CLIS = {
     "preprocess.features": ["convert", "merge", "manifest", "inspect"],
     "preprocess.rewrite": ["index", "merge"],
     "unimo.report": [],
+    "unimo.export": [],
 }
 PARSERS = {"unimo.predict": "unimo.predict.cli", "unimo.convert": "unimo.convert.__main__",
            "unimo.eval": "unimo.eval.__main__", "unimo.pretrain.eval_retrieval": "unimo.pretrain.eval_retrieval",
            "preprocess.datasets": "preprocess.datasets.__main__", "preprocess.demo_world": "preprocess.demo_world",
            "preprocess.extract_features": "preprocess.extract_features", "preprocess.features": "preprocess.features",
-           "preprocess.rewrite": "preprocess.rewrite.__main__", "unimo.report": "unimo.report"}
+           "preprocess.rewrite": "preprocess.rewrite.__main__", "unimo.report": "unimo.report",
+           "unimo.export": "unimo.export"}
 
 
 def _env() -> dict[str, str]:
