@@ -1,21 +1,19 @@
 """Issue 13: ``--distributor ray`` submits the shards as Ray tasks (a local two-CPU Ray here).
 
-Ray is optional (``pip install ray``: 79 MB wheel, 240 MB installed, pip check clean with the project's pins, but not
-in requirements-test.txt), so this file is skipped where it is not installed; the plain-shard tests in
-test_sharding.py cover the same outputs without it."""
+Ray is optional at runtime (``pip install ray``: 79 MB wheel, pip check clean with the project's pins) and a test
+requirement (requirements-test.txt), so this runs in CI; the plain-shard tests in test_sharding.py cover the same
+outputs without it."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
+import ray  # noqa: F401  (a test requirement: the distributor under test)
 
-ray = pytest.importorskip("ray")
-
-from preprocess import features as features_cli  # noqa: E402
-from preprocess.rewrite.__main__ import main as rewrite_main  # noqa: E402
-from test_sharding import CAPTIONS, records_in_image, same_files  # noqa: E402
-from unimo.reader.features import FeatureStore, write_butd_tsv  # noqa: E402
+from preprocess import features as features_cli
+from preprocess.rewrite.__main__ import main as rewrite_main
+from test_sharding import CAPTIONS, records_in_image, same_files
+from unimo.reader.features import FeatureStore, write_butd_tsv
 
 
 def test_ray_runs_every_shard_and_the_merges_equal_the_unsharded_outputs(tmp_path, shared_data: Path, capsys):
