@@ -105,11 +105,9 @@ def test_zero_perturbation_total_is_three_plain_losses(kind, config):
     assert set(parts) == {"adv_text", "adv_image"}
 
 
-def test_matches_independent_step_by_step_computation(config, monkeypatch):
+def test_matches_independent_step_by_step_computation(config):
     """K = 2 with a random init, ascent and projection, recomputed here through UnimoForGeneration's *own* forward
     (which takes the deltas as keyword inputs) and numpy: the total loss and a parameter gradient agree."""
-    # paddle.grad w.r.t. the perturbations: the plain path, as VILLA itself runs (adversarial.py)
-    monkeypatch.setattr("unimo.model.modeling.TRAINING_FAST_PATH", False)
     kind = "generation"
     batch = _batch(kind, config, seed=3)
     k, lr, mag, max_norm, klw = 2, 0.5, 0.4, 0.3, 0.7
@@ -168,6 +166,36 @@ def test_matches_independent_step_by_step_computation(config, monkeypatch):
     assert got_total == pytest.approx(float(expected), rel=1e-5)
     want_grad = ref.unimo.pre_encoder_layer_norm.weight.grad.numpy()
     assert np.abs(got_grad - want_grad).max() <= 1e-4 * max(1.0, np.abs(want_grad).max())
+
+
+def _villa_loss_and_grads(kind, config, fast: bool, monkeypatch, seed: int = 11):
+    monkeypatch.setattr("unimo.model.modeling.TRAINING_FAST_PATH", fast)
+    model = _model(kind, config)  # same seed -> same weights for both paths
+    wrapper = VillaWrapper(model, adv_steps=2, adv_lr=0.5, adv_init_mag=0.4, adv_max_norm=0.3, kl_weight=0.7)
+    wrapper.train()
+    paddle.seed(seed)  # same deltas and dropout masks for both paths
+    total, parts = wrapper(**_batch(kind, config, seed=4))
+    total.backward()
+    values = [float(total)] + [float(parts[k]) for k in sorted(parts)]
+    values += [float(v) for step in wrapper.last_steps for _, v in sorted(step.items())]  # incl. the delta norms
+    return values, {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("kind", ["generation", "ve", "vqa"])
+def test_fast_training_path_gives_the_plain_paths_villa_step(kind, tiny_config, monkeypatch):
+    """The encoder's training fast path (modeling.TRAINING_FAST_PATH) under VILLA's paddle.grad w.r.t. the
+    perturbations, with dropout active: total, parts, per-step values (so the ascent gradients, through the second
+    step's deltas) and every parameter gradient are bit-identical to the plain path's -- the kernels compute the
+    same floating-point operations in the same order (tests/test_training_step.py)."""
+    values_plain, grads_plain = _villa_loss_and_grads(kind, tiny_config, False, monkeypatch)
+    values_fast, grads_fast = _villa_loss_and_grads(kind, tiny_config, True, monkeypatch)
+    assert values_fast == values_plain
+    assert sorted(grads_fast) == sorted(grads_plain) and len(grads_plain) > 20
+    for name in grads_plain:
+        np.testing.assert_array_equal(grads_fast[name], grads_plain[name], err_msg=name)
+    # dropout is active: the comparison covers the random masks (another seed, other deltas and masks)
+    assert tiny_config.hidden_dropout_prob > 0
+    assert _villa_loss_and_grads(kind, tiny_config, True, monkeypatch, seed=12)[0][0] != values_fast[0]
 
 
 @pytest.mark.parametrize("kind", ["generation", "ve", "vqa"])

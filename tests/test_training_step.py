@@ -1,7 +1,9 @@
 """The training-step kernels of issue 16 (``modeling.TRAINING_FAST_PATH``: matmul-based linear backward, fused
 dropout + residual add) leave the model's loss and every gradient bit-identical to the plain path (F.linear,
 x + F.dropout) -- with dropout active (same random masks for the same seed), under activation recomputation, with
-frozen parameters, for text and image+text inputs -- and are not used outside training."""
+frozen parameters, for text and image+text inputs, and under partial backward passes (``paddle.grad`` w.r.t. an input
+only, as VILLA's ascent steps take it, or w.r.t. the parameters only) and a create_graph double backward of the
+linear -- and are not used outside training."""
 from __future__ import annotations
 
 import numpy as np
@@ -75,8 +77,8 @@ def test_frozen_parameters_and_image_inputs(tiny_config):
 
 def test_fast_path_is_training_only(tiny_config, monkeypatch):
     calls = []
-    original = modeling._LinearRowBias.apply
-    monkeypatch.setattr(modeling._LinearRowBias, "apply", lambda *a: calls.append(1) or original(*a))
+    original = modeling._linear_row_bias
+    monkeypatch.setattr(modeling, "_linear_row_bias", lambda *a: calls.append(1) or original(*a))
     paddle.seed(0)
     model = UnimoForGeneration(tiny_config)
     inputs = _generation_inputs(np.random.default_rng(0))
@@ -89,3 +91,39 @@ def test_fast_path_is_training_only(tiny_config, monkeypatch):
     assert calls == []
     model(**inputs)
     assert len(calls) == 4 * tiny_config.num_hidden_layers  # qkv, output, ffn_0, ffn_1 of every layer
+
+
+def _linear_case(fast: bool, frozen_bias: bool = False):
+    paddle.seed(3)
+    x = paddle.randn([3, 5, 16])
+    w, b = paddle.randn([16, 24]), paddle.randn([24])
+    for t in (x, w):
+        t.stop_gradient = False
+    b.stop_gradient = frozen_bias
+    y = modeling._linear_row_bias(x, w, b) if fast else paddle.nn.functional.linear(x, w, b)
+    return x, w, b, paddle.tanh(y).sum()  # a non-linear loss: the double backward below is not trivially zero
+
+
+@pytest.mark.parametrize("frozen_bias", [False, True])
+def test_linear_under_partial_and_double_backward(frozen_bias):
+    """paddle.grad w.r.t. the input only (the parameter edges are pruned: a PyLayer taking the weight used to fail
+    there), then the full backward on the retained graph; paddle.grad w.r.t. the parameters only; and a
+    create_graph double backward: every value equals F.linear's bit for bit."""
+    got = {}
+    for fast in (False, True):
+        out = []
+        x, w, b, loss = _linear_case(fast, frozen_bias)
+        out.append(paddle.grad(loss, x, retain_graph=True)[0])
+        loss.backward()
+        out += [x.grad, w.grad] + ([] if frozen_bias else [b.grad])
+        x, w, b, loss = _linear_case(fast, frozen_bias)
+        out += paddle.grad(loss, [w] if frozen_bias else [w, b])
+        x, w, b, loss = _linear_case(fast, frozen_bias)
+        (gx,) = paddle.grad(loss, x, create_graph=True)
+        (gx ** 2).sum().backward()
+        out += [w.grad] + ([] if frozen_bias else [b.grad])
+        got[fast] = [t.numpy() for t in out]
+    assert len(got[True]) == len(got[False]) == (5 if frozen_bias else 8)
+    for i, (fast, plain) in enumerate(zip(got[True], got[False])):
+        assert np.abs(plain).max() > 0, i
+        np.testing.assert_array_equal(fast, plain, err_msg=str(i))

@@ -269,33 +269,45 @@ class KVCache:
 # ----------------------------------------------------------------------------------------------------------------
 # Issue 16 (bench/bench_model_step.py, paddle.profiler on a base-size step): Paddle's CPU gradient of a broadcast bias
 # add (a row reduction, plus a copy of the incoming gradient) took ~1/14 of the step, and dropout + residual add
-# ran as two slow elementwise passes. While training, the encoder layers therefore use a linear whose backward
-# computes the bias gradient as ones[1, rows] @ dy (one matmul), and Paddle's fused dropout + add (same random mask
-# as F.dropout for the same generator state: identical outputs). The forward values are those of F.linear /
-# x + F.dropout; eval and decoding (and the exported programs) take the plain path. False restores the plain path
-# everywhere (the reference the tests compare against).
+# ran as two slow elementwise passes. While training, the encoder layers therefore use a linear whose bias gradient
+# is ones[1, rows] @ dy (one matmul), and Paddle's fused dropout + add (same random mask as F.dropout for the same
+# generator state: identical outputs). The forward values are those of F.linear / x + F.dropout; eval and decoding
+# (and the exported programs) take the plain path. False restores the plain path everywhere (the reference the tests
+# compare against).
 TRAINING_FAST_PATH = True
 
 
-class _LinearRowBias(paddle.autograd.PyLayer):
-    """F.linear(x, weight, bias) with a matmul-based backward (2-D GEMMs over the flattened rows)."""
+class _RowBias(paddle.autograd.PyLayer):
+    """``bias`` [n] broadcast to ``shape`` [..., n]; backward: the bias gradient as ones[1, rows] @ dy.
+
+    The bias is this PyLayer's only tensor input on purpose. Paddle requires a PyLayer's backward to return None at
+    every input whose gradient the running backward does not want, and a partial backward
+    (``paddle.grad(loss, [input perturbation])``, VILLA's ascent step) prunes the parameter edges while the
+    activation edge stays: a PyLayer taking (x, weight, bias) cannot tell from its Python backward which of them
+    are wanted and fails there. With one input the node is either pruned as a whole or wanted."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.needs = (not x.stop_gradient, not weight.stop_gradient, not bias.stop_gradient)
-        return F.linear(x, weight, bias)
+    def forward(ctx, bias, shape):
+        return paddle.expand(bias, shape)
 
     @staticmethod
     def backward(ctx, dy):
-        x, weight = ctx.saved_tensor()
-        n = weight.shape[1]
+        n = dy.shape[-1]
         dy2 = dy.reshape([-1, n])
-        dx = paddle.matmul(dy, weight, transpose_y=True) if ctx.needs[0] else None
-        dw = paddle.matmul(x.reshape([-1, weight.shape[0]]), dy2, transpose_x=True) if ctx.needs[1] else None
-        db = paddle.matmul(paddle.ones([1, dy2.shape[0]], dtype=dy.dtype), dy2).reshape([n]) if ctx.needs[2] \
-            else None
-        return dx, dw, db
+        # differentiable ops only, so a create_graph backward through it stays correct
+        return paddle.matmul(paddle.ones([1, dy2.shape[0]], dtype=dy.dtype), dy2).reshape([n])
+
+
+def _linear_row_bias(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
+    """F.linear(x, weight, bias), bit for bit, with a one-GEMM bias gradient: the x @ weight product is Paddle's own
+    matmul (its backward is F.linear's: the same GEMMs, and it prunes correctly under paddle.grad); only the bias
+    broadcast goes through :class:`_RowBias`, and the add of two equal-shaped tensors has no reduction."""
+    if bias.stop_gradient:  # frozen bias: nothing to speed up
+        return F.linear(x, weight, bias)
+    y = paddle.matmul(x, weight)
+    if bias.dtype != y.dtype:  # autocast ran the matmul in half precision; F.linear casts its bias the same way
+        bias = bias.astype(y.dtype)
+    return y + _RowBias.apply(bias, y.shape)
 
 
 def _residual_dropout(x: paddle.Tensor, y: paddle.Tensor, p: float, training: bool, fast: bool) -> paddle.Tensor:
@@ -343,7 +355,7 @@ class UnimoEncoderLayer(nn.Layer):
         # One fused GEMM for Q, K and V (3x fewer kernel launches and a better-shaped matmul); the parameters stay
         # separate so they map one-to-one to the official variables.
         w, b = self._fused_qkv if getattr(self, "_fused_qkv", None) is not None else self._fused_qkv_weights()
-        qkv = _LinearRowBias.apply(x, w, b) if self._fast_training() else F.linear(x, w, b)
+        qkv = _linear_row_bias(x, w, b) if self._fast_training() else F.linear(x, w, b)
         shape = [0, 0, 3, self.num_heads, self.head_dim]
         qkv = qkv.reshape(shape)
         return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
@@ -352,7 +364,7 @@ class UnimoEncoderLayer(nn.Layer):
         return TRAINING_FAST_PATH and self.training and paddle.is_grad_enabled()
 
     def _fc(self, layer: nn.Linear, x: paddle.Tensor, fast: bool) -> paddle.Tensor:
-        return _LinearRowBias.apply(x, layer.weight, layer.bias) if fast else layer(x)
+        return _linear_row_bias(x, layer.weight, layer.bias) if fast else layer(x)
 
     def forward(self, x: paddle.Tensor, attn_bias: Optional[paddle.Tensor], cache: Optional[KVCache] = None,
                 layer_index: int = 0) -> paddle.Tensor:

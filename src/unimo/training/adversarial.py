@@ -240,15 +240,7 @@ class VillaWrapper(ModelWrapper):
     def forward(self, **batch: Any):
         if not self.training or batch.get("labels") is None:
             return self.model(**batch)
-        # the encoder's fast training path (a PyLayer linear) fails under the perturbation-only paddle.grad of the
-        # ascent steps; VILLA runs the plain path (same values and gradients, tests/test_training_step.py)
-        from ..model import modeling
-
-        fast, modeling.TRAINING_FAST_PATH = modeling.TRAINING_FAST_PATH, False
-        try:
-            return self._adversarial_forward(**batch)
-        finally:
-            modeling.TRAINING_FAST_PATH = fast
+        return self._adversarial_forward(**batch)
 
     def _adversarial_forward(self, **batch: Any):
         for key in ("text_embedding_delta", "image_feature_delta"):
